@@ -1,0 +1,239 @@
+"""The backend protocol, and the seed's loop written once against an array module.
+
+A backend owns the arrays and the training loop. ``Network.fit`` hands it a
+whole report interval at a time (``Trainer.run(start, iterations)``), never a
+single iteration, so a compiled backend can run the interval as one call.
+
+:class:`GemmTrainer` is the seed's program on preallocated buffers: matrix
+products through ``xp.matmul(..., out=)`` and elementwise steps in place, so an
+iteration allocates nothing. It works for any NumPy-like ``xp``; a fast backend
+subclasses it and overrides only the elementwise epilogues
+(:meth:`forward_sigmoid`, :meth:`output_delta`, :meth:`hidden_delta`,
+:meth:`update`) with fused kernels, or replaces :meth:`run` entirely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..numerics import sigmoid, sigmoid_derivative, sigmoid_unchecked
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a trainer needs besides the arrays. Validated by ``Network.fit``."""
+
+    learning_rate: float = 1.0
+    loss: str = "mse"  # "mse": the seed's delta; "bce": cross-entropy, no sigmoid derivative at the output
+    reduction: str = "sum"  # "sum" over examples (the seed) or "mean" (divide the step by the batch's rows)
+    batch_size: int | None = None  # None: full batch; else mini-batches in row order, cycling
+
+
+def cpu_name() -> str:
+    """The CPU's model name and core count, e.g. 'Intel(R) Xeon(R) Processor, 2 cores'."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def batch_bounds(iteration: int, n_rows: int, batch_size: int | None) -> tuple[int, int]:
+    """Rows ``[start, stop)`` used by global iteration ``iteration``.
+
+    Batches are consecutive slices in row order, the last one possibly short,
+    visited in turn; keying on the global iteration makes a resumed fit
+    continue exactly where the interrupted one stopped.
+    """
+    if batch_size is None or batch_size >= n_rows:
+        return 0, n_rows
+    n_batches = -(-n_rows // batch_size)
+    start = (iteration % n_batches) * batch_size
+    return start, min(start + batch_size, n_rows)
+
+
+def step_scale(config: TrainConfig, rows: int) -> float:
+    return config.learning_rate / rows if config.reduction == "mean" else config.learning_rate
+
+
+class Trainer:
+    """Holds one fit's arrays on the backend and runs report intervals."""
+
+    def run(self, start: int, iterations: int) -> float:
+        """Run ``iterations`` iterations, the first being global iteration ``start``.
+
+        Returns the mean absolute error of the first iteration's forward pass,
+        computed before that iteration's update.
+        """
+        raise NotImplementedError
+
+    def weights(self) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Host NumPy copies of the current weights and biases (None without bias)."""
+        raise NotImplementedError
+
+
+class Backend:
+    """A named array library that can train and evaluate the network.
+
+    Subclasses set ``name`` and ``trainer_class``, and implement ``probe``
+    (import the optional library, say why it cannot run here) and ``xp``.
+    """
+
+    name: ClassVar[str]
+    trainer_class: ClassVar[type]
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    @classmethod
+    def probe(cls) -> str | None:
+        """None when usable here, else the reason it is not. Imports lazily."""
+        return None
+
+    @property
+    def xp(self):
+        return np
+
+    def device(self) -> str:
+        return cpu_name()
+
+    def asarray(self, a, dtype):
+        return self.xp.ascontiguousarray(a, dtype=dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+    def limits(self):
+        """Context bounding the threads of this backend's libraries."""
+        if self.threads is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=self.threads)
+
+    def trainer(self, weights, biases, X, y, config: TrainConfig) -> Trainer:
+        return self.trainer_class(self, weights, biases, X, y, config)
+
+    def predict(self, weights, biases, X):
+        """Output layer for X (already a contiguous backend array of the model's dtype)."""
+        xp = self.xp
+        a = X
+        with self.limits():
+            for k, w in enumerate(weights):
+                z = a @ xp.asarray(w)
+                if biases is not None:
+                    z += xp.asarray(biases[k])
+                a = self._sigmoid(z)
+        return a
+
+    def _sigmoid(self, z):
+        return sigmoid(z, out=z)
+
+
+class GemmTrainer(Trainer):
+    """The seed's loop on preallocated buffers, for any NumPy-like ``xp``.
+
+    Shapes, for a batch of m rows and layers n_0 .. n_L:
+    ``a[k]`` (m, n_k) activations (``a[0]`` is a view of X), ``d[k]`` (m, n_k)
+    deltas for k >= 1, ``W[k]`` (n_k, n_{k+1}), ``g[k]`` its step.
+    """
+
+    def __init__(self, backend: Backend, weights, biases, X, y, config: TrainConfig):
+        xp = self.xp = backend.xp
+        self.backend = backend
+        self.config = config
+        dt = np.dtype(weights[0].dtype)
+        self.W = [xp.array(w, dtype=dt, order="C") for w in weights]
+        self.b = None if biases is None else [xp.array(b, dtype=dt) for b in biases]
+        self.X = backend.asarray(X, dt)
+        self.y = backend.asarray(y, dt)
+        self.n_rows = self.X.shape[0]
+        m = self.n_rows if config.batch_size is None else min(config.batch_size, self.n_rows)
+        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        self.a = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
+        self.d = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
+        self.tmp = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
+        self.g = [xp.empty_like(w) for w in self.W]
+        self.gb = None if self.b is None else [xp.empty_like(b) for b in self.b]
+
+    # -- elementwise epilogues: NumPy ufuncs in place; fast backends fuse them --
+
+    def forward_sigmoid(self, z, k):
+        """z (m, n_{k+1}) holds a[k] @ W[k]; add the bias and apply the sigmoid in place."""
+        if self.b is not None:
+            z += self.b[k]
+        sigmoid_unchecked(z, out=z)  # run() holds errstate(over="ignore")
+
+    def error(self, y, a, tmp) -> float:
+        """mean |y - a| over the batch (the seed's printed figure)."""
+        self.xp.subtract(y, a, out=tmp)
+        self.xp.abs(tmp, out=tmp)
+        return float(tmp.mean())
+
+    def output_delta(self, y, a, d, tmp):
+        """d = (y - a) * a*(1-a) for "mse" (the seed), d = y - a for "bce"."""
+        self.xp.subtract(y, a, out=d)
+        if self.config.loss == "mse":
+            d *= sigmoid_derivative(a, out=tmp)
+
+    def hidden_delta(self, d, a, tmp):
+        """d holds d[k+1] @ W[k].T; multiply by the sigmoid derivative a*(1-a) in place."""
+        d *= sigmoid_derivative(a, out=tmp)
+
+    def update(self, k, a_in, d_out, scale):
+        """W[k] += scale * a_in.T @ d_out (and the bias by the delta's column sums)."""
+        g = self.xp.matmul(a_in.T, d_out, out=self.g[k])
+        if scale != 1.0:
+            g *= scale
+        self.W[k] += g
+        if self.b is not None:
+            gb = d_out.sum(axis=0, out=self.gb[k])
+            if scale != 1.0:
+                gb *= scale
+            self.b[k] += gb
+
+    # -- the loop --
+
+    def run(self, start: int, iterations: int) -> float:
+        xp, L, cfg = self.xp, len(self.W), self.config
+        err0 = float("nan")
+        with self.backend.limits(), np.errstate(over="ignore"):
+            for i in range(iterations):
+                r0, r1 = batch_bounds(start + i, self.n_rows, cfg.batch_size)
+                m = r1 - r0
+                a = [self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]]
+                d = [None] + [buf[:m] for buf in self.d[1:]]
+                tmp = [None] + [buf[:m] for buf in self.tmp[1:]]
+                y = self.y[r0:r1]
+                # forward: a[k+1] = sigmoid(a[k] @ W[k])
+                for k in range(L):
+                    xp.matmul(a[k], self.W[k], out=a[k + 1])
+                    self.forward_sigmoid(a[k + 1], k)
+                if i == 0:
+                    err0 = self.error(y, a[L], tmp[L])
+                # backward: deltas from the output down, all before any update
+                self.output_delta(y, a[L], d[L], tmp[L])
+                for k in range(L - 1, 0, -1):
+                    xp.matmul(d[k + 1], self.W[k].T, out=d[k])
+                    self.hidden_delta(d[k], a[k], tmp[k])
+                # gradient step: W[k] += lr * a[k].T @ d[k+1]
+                scale = step_scale(cfg, m)
+                for k in range(L - 1, -1, -1):
+                    self.update(k, a[k], d[k + 1], scale)
+        return err0
+
+    def weights(self):
+        host = self.backend.to_host
+        return [host(w).copy() for w in self.W], (None if self.b is None else [host(b).copy() for b in self.b])
