@@ -20,12 +20,7 @@ def _usable(name):
 @pytest.fixture(params=ALL_BACKENDS)
 def backend(request):
     """Every backend; skips (with the reason) only one this machine cannot run."""
-    reason = _usable(request.param)
-    if reason is not None:
-        if request.param == "cupy":
-            pytest.skip(f"cupy backend not usable here: {reason}")
-        pytest.fail(f"{request.param} backend must be usable on every machine: {reason}")
-    return request.param
+    return request.getfixturevalue(f"_backend_{request.param}")
 
 
 # Fresh random inputs every run; the run's seed is printed in the header, and
@@ -40,6 +35,42 @@ def pytest_report_header(config):
 @pytest.fixture
 def rng(request):
     return np.random.default_rng([RUN_SEED, zlib.crc32(request.node.nodeid.encode())])
+
+
+# Every (backend, strategy) pair a fit can run through. Strategies are forced by
+# patching the size threshold that picks them.
+ENGINES = ["numpy", "numba-fused", "numba-blocked", "cupy-fused", "cupy-gemm"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    """A backend name, with its strategy forced; skips only a backend this machine cannot run."""
+    name, _, strategy = request.param.partition("-")
+    backend = request.getfixturevalue(f"_backend_{name}")
+    if strategy:
+        module = __import__(f"sigmanet.backends.{name}_backend", fromlist=["SMALL_LIMIT"])
+        monkeypatch.setattr(module, "SMALL_LIMIT", 1 << 62 if strategy == "fused" else -1)
+        if strategy == "blocked":  # smallest chunks (64 rows), so test tables span several workers
+            monkeypatch.setattr(module, "CHUNK_BYTES", 1)
+    return backend
+
+
+def _make_backend_fixture(name):
+    @pytest.fixture(name=f"_backend_{name}")
+    def fixture():
+        reason = _usable(name)
+        if reason is not None:
+            if name == "cupy":
+                pytest.skip(f"cupy backend not usable here: {reason}")
+            pytest.fail(f"{name} backend must be usable on every machine: {reason}")
+        return name
+
+    return fixture
+
+
+_backend_numpy = _make_backend_fixture("numpy")
+_backend_numba = _make_backend_fixture("numba")
+_backend_cupy = _make_backend_fixture("cupy")
 
 
 @pytest.fixture(autouse=True)

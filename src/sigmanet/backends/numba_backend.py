@@ -1,0 +1,219 @@
+"""The numba backend: the seed's loop compiled for the CPU.
+
+Two strategies, picked by size (see ``SMALL_LIMIT``):
+
+* small networks: :class:`FusedTrainer` runs a whole report interval in one
+  compiled call (``_numba_kernels.train_small``): no Python and no allocation
+  between iterations.
+* large data: :class:`BlockedTrainer` cuts each batch into row chunks that
+  stay in the L2 cache and hands them to worker threads. Per chunk the matrix
+  products go to BLAS (the one NumPy uses), exp to NumPy's SIMD ufunc, and
+  every other elementwise step to one fused numba kernel (nogil).
+
+Threads: the large-data path runs ``threads`` workers (default
+``NUMBA_NUM_THREADS``, i.e. the cores), each calling BLAS limited to one
+thread (threadpoolctl), so workers x BLAS threads never exceed the count.
+The small-network path is one thread: its iteration is too short to share.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .base import Backend, Trainer, batch_bounds, step_scale
+
+# Multiply-adds per iteration (rows x sum of n_k * n_{k+1}) below which the
+# single fused call wins over BLAS + parallel kernels; measured on a 2-core
+# Xeon (docs/perf-notes.md).
+SMALL_LIMIT = 1 << 18
+# Bytes of activations and deltas per row chunk in the large-data path: fits
+# the L2 cache (1-2 MiB per core on current x86).
+CHUNK_BYTES = 1 << 20
+
+
+def _kernels():
+    from . import _numba_kernels
+
+    return _numba_kernels
+
+
+class FusedTrainer(Trainer):
+    """A whole report interval per compiled call, on flat buffers."""
+
+    def __init__(self, backend, weights, biases, X, y, config):
+        self.backend, self.config = backend, config
+        dt = np.dtype(weights[0].dtype)
+        self.sizes = np.array([w.shape[0] for w in weights] + [weights[-1].shape[1]], dtype=np.int64)
+        self.shapes = [w.shape for w in weights]
+        self.woff = np.concatenate([[0], np.cumsum([w.size for w in weights])]).astype(np.int64)
+        self.W = np.concatenate([np.asarray(w, dt).ravel() for w in weights])
+        self.use_bias = biases is not None
+        self.B = np.concatenate([np.asarray(b, dt) for b in biases]) if self.use_bias else np.zeros(1, dt)
+        self.X = np.ascontiguousarray(X, dtype=dt)
+        self.y = np.ascontiguousarray(y, dtype=dt)
+        m = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
+        self.aoff = np.concatenate([[0], np.cumsum(m * self.sizes)]).astype(np.int64)
+        self.A = np.zeros(self.aoff[-1], dt)
+        self.D = np.zeros(self.aoff[-1], dt)
+
+    def run(self, start, iterations):
+        cfg = self.config
+        return float(_kernels().train_small(
+            self.X, self.y, self.W, self.B, self.sizes, self.woff, self.aoff, start, iterations,
+            cfg.batch_size or 0, cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean",
+            self.use_bias, self.A, self.D))
+
+    def weights(self):
+        ws = [self.W[self.woff[k]:self.woff[k + 1]].reshape(s).copy() for k, s in enumerate(self.shapes)]
+        if not self.use_bias:
+            return ws, None
+        bounds = np.concatenate([[0], np.cumsum(self.sizes[1:])])
+        return ws, [self.B[bounds[k]:bounds[k + 1]].copy() for k in range(len(ws))]
+
+
+def chunk_rows(sizes, itemsize: int) -> int:
+    """Rows per chunk so one chunk's activations and deltas (~1 MiB) stay in L2."""
+    per_row = itemsize * (sizes[0] + 2 * int(sum(sizes[1:])))
+    return int(max(64, min(4096, (CHUNK_BYTES // per_row) // 64 * 64)))
+
+
+class _Worker:
+    """One thread's buffers: activations, deltas and gradient sums for a chunk of rows."""
+
+    def __init__(self, sizes, rows, dt, bias):
+        self.a = [None] + [np.empty((rows, n), dt) for n in sizes[1:]]
+        self.d = [None] + [np.empty((rows, n), dt) for n in sizes[1:]]
+        self.g = [np.empty((p, q), dt) for p, q in zip(sizes[:-1], sizes[1:])]
+        self.tmp = [np.empty_like(g) for g in self.g]
+        self.gb = [np.empty(n, dt) for n in sizes[1:]] if bias else None
+
+    def process(self, chunks, W, b, X, y, bce, want_error):
+        """Forward and backward over ``chunks``, summing the gradients; returns sum |error|."""
+        k_ = _kernels()
+        L = len(W)
+        nobias = self.g[0][0]  # any array of the dtype: unused when there is no bias
+        for g in self.g:
+            g.fill(0)
+        if self.gb is not None:
+            for g in self.gb:
+                g.fill(0)
+        err = 0.0
+        with np.errstate(over="ignore"):  # thread-local: exp(-x) -> inf is the sigmoid's 0
+            for r0, r1 in chunks:
+                m = r1 - r0
+                a = [X[r0:r1]] + [buf[:m] for buf in self.a[1:]]
+                d = [None] + [buf[:m] for buf in self.d[1:]]
+                for k in range(L):  # a[k+1] = 1 / (1 + exp(-(a[k] @ W[k] + b[k])))
+                    z = np.matmul(a[k], W[k], out=a[k + 1])
+                    k_.negate_bias(z, nobias if b is None else b[k], b is not None)
+                    np.exp(z, out=z)
+                    k_.reciprocal_one_plus(z)
+                err += k_.output_delta(y[r0:r1], a[L], d[L], bce, want_error)
+                for k in range(L - 1, 0, -1):
+                    np.matmul(d[k + 1], W[k].T, out=d[k])
+                    k_.hidden_delta(d[k], a[k])
+                for k in range(L):
+                    self.g[k] += np.matmul(a[k].T, d[k + 1], out=self.tmp[k])
+                    if self.gb is not None:
+                        k_.add_column_sums(self.gb[k], d[k + 1])
+        return err
+
+
+class BlockedTrainer(Trainer):
+    """Large data: each batch in row chunks that stay in cache, shared among worker threads.
+
+    Worker t takes chunks t, t+T, t+2T, ... and sums its own gradients; the
+    main thread adds the T sums in a fixed order and takes the step, so results
+    are deterministic for a given thread count. BLAS runs single-threaded
+    inside each worker, so T threads never oversubscribe T cores.
+    """
+
+    def __init__(self, backend, weights, biases, X, y, config):
+        self.backend, self.config = backend, config
+        dt = np.dtype(weights[0].dtype)
+        self.W = [np.array(w, dt, order="C") for w in weights]
+        self.b = None if biases is None else [np.array(b_, dt) for b_ in biases]
+        self.X = np.ascontiguousarray(X, dtype=dt)
+        self.y = np.ascontiguousarray(y, dtype=dt)
+        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        self.chunk = chunk_rows(sizes, dt.itemsize)
+        rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
+        n = max(1, min(backend.worker_count(), -(-rows // self.chunk)))
+        self.workers = [_Worker(sizes, self.chunk, dt, biases is not None) for _ in range(n)]
+        self.pool = ThreadPoolExecutor(n, thread_name_prefix="sigmanet") if n > 1 else None
+        if self.pool is not None:
+            weakref.finalize(self, self.pool.shutdown, wait=False)
+
+    def run(self, start, iterations):
+        cfg, T = self.config, len(self.workers)
+        err0 = float("nan")
+        with self.backend.blas_limit(1):
+            for i in range(iterations):
+                r0, r1 = batch_bounds(start + i, self.X.shape[0], cfg.batch_size)
+                chunks = [(c, min(c + self.chunk, r1)) for c in range(r0, r1, self.chunk)]
+                args = (self.W, self.b, self.X, self.y, cfg.loss == "bce", i == 0)
+                if self.pool is None:
+                    errs = [self.workers[0].process(chunks, *args)]
+                else:
+                    futures = [self.pool.submit(w.process, chunks[t::T], *args) for t, w in enumerate(self.workers)]
+                    errs = [f.result() for f in futures]
+                if i == 0:
+                    err0 = sum(errs) / ((r1 - r0) * self.y.shape[1])
+                scale = step_scale(cfg, r1 - r0)
+                for k in range(len(self.W)):
+                    self._step(self.W[k], [w.g[k] for w in self.workers], scale)
+                    if self.b is not None:
+                        self._step(self.b[k], [w.gb[k] for w in self.workers], scale)
+        return err0
+
+    @staticmethod
+    def _step(param, grads, scale):
+        g = grads[0]
+        for other in grads[1:]:
+            g += other
+        if scale != 1.0:
+            g *= scale
+        param += g
+
+    def weights(self):
+        return [w.copy() for w in self.W], (None if self.b is None else [b_.copy() for b_ in self.b])
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+
+    @classmethod
+    def probe(cls):
+        try:
+            import numba  # noqa: F401
+        except ImportError as e:
+            return f"numba is not installed ({e}); pip install numba"
+        return None
+
+    def worker_count(self) -> int:
+        """Threads for the large-data path: ``threads``, else ``NUMBA_NUM_THREADS`` (the cores)."""
+        import numba
+
+        return self.threads or numba.config.NUMBA_NUM_THREADS or os.cpu_count() or 1
+
+    def blas_limit(self, n: int):
+        """Context limiting BLAS to ``n`` threads (the threadpoolctl controller is built once)."""
+        if self._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        return self._controller.limit(limits=n, user_api="blas")
+
+    def __init__(self, threads=None):
+        super().__init__(threads)
+        self._controller = None
+
+    def trainer(self, weights, biases, X, y, config):
+        rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
+        macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
+        cls = FusedTrainer if macs <= SMALL_LIMIT else BlockedTrainer
+        return cls(self, weights, biases, X, y, config)

@@ -1,0 +1,122 @@
+"""numba backend specifics: compile cache, threads, strategy choice, no allocation in the loop."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+from reference import random_problem
+
+import sigmanet as sn
+from sigmanet.backends import TrainConfig, get_backend, numba_backend
+from sigmanet.data import make_table, seed_table
+
+pytestmark = pytest.mark.usefixtures("_backend_numba")
+
+STATS = textwrap.dedent("""
+    import json, sigmanet as sn
+    from sigmanet.data import seed_table
+    from sigmanet.backends import _numba_kernels as K
+    sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy").fit(*seed_table(), iterations=10)
+    s = K.train_small.stats
+    print(json.dumps({"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
+                      "path": s.cache_path}))
+""")
+
+
+def run_stats(env):
+    out = subprocess.run([sys.executable, "-c", STATS], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_reuses_the_compile_cache(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    first = run_stats(env)
+    second = run_stats(env)
+    assert first["misses"] == 1 and first["hits"] == 0
+    assert second["hits"] == 1 and second["misses"] == 0
+    assert first["path"].startswith(str(tmp_path))
+
+
+def test_cache_can_be_switched_off(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SIGMANET_NUMBA_CACHE="0")
+    assert run_stats(env)["path"] is None
+    assert not any(tmp_path.iterdir())
+
+
+def test_falls_back_to_no_cache_where_no_folder_is_writable():
+    """Simulates numba's "no locator available" (root can write anywhere, so it cannot be produced for real)."""
+    code = textwrap.dedent("""
+        import numba
+        real = numba.njit
+        def refusing(*a, **k):
+            if k.get("cache"):
+                raise RuntimeError("cannot cache function: no locator available for file")
+            return real(*a, **k)
+        numba.njit = refusing
+        import sigmanet as sn
+        from sigmanet.data import seed_table
+        h = sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy").fit(*seed_table(), iterations=10)
+        print(h.errors[0])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert abs(float(out.stdout.strip()) - 0.4964100319027255) < 1e-12
+
+
+def test_strategy_is_picked_by_size():
+    b = get_backend("numba")
+    X, y = seed_table()
+    w = sn.Network([3, 4, 1], seed=0).weights
+    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
+    X, y = make_table(4096, 64, 4)
+    w = sn.Network([64, 256, 4], seed=0).weights
+    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.BlockedTrainer)
+
+
+def test_threads_option_sets_the_worker_count_and_results_agree(rng, monkeypatch):
+    monkeypatch.setattr(numba_backend, "SMALL_LIMIT", -1)
+    monkeypatch.setattr(numba_backend, "CHUNK_BYTES", 1)
+    X, y = random_problem(rng, 500, [6, 10, 2])
+    nets = {t: sn.Network([6, 10, 2], backend="numba", seed=4, threads=t) for t in (1, 2, 3)}
+    for t, net in nets.items():
+        tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
+        assert len(tr.workers) == t
+        net.fit(X, y, iterations=30, reduction="mean")
+    for t in (2, 3):
+        for a, b in zip(nets[1].weights, nets[t].weights):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_blas_runs_single_threaded_inside_the_workers():
+    from threadpoolctl import threadpool_info
+
+    b = get_backend("numba")
+    with b.blas_limit(1):
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_numba_num_threads_is_the_default_worker_count():
+    import numba
+
+    assert get_backend("numba").worker_count() == numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.mark.parametrize("strategy", ["fused", "blocked"])
+def test_no_allocation_inside_the_training_loop(strategy, monkeypatch):
+    monkeypatch.setattr(numba_backend, "SMALL_LIMIT", 1 << 62 if strategy == "fused" else -1)
+    X, y = make_table(2048, 16, 2)
+    net = sn.Network([16, 32, 2], backend="numba", seed=0)
+    tr = net._backend.trainer(net.weights, None, X, y, TrainConfig(reduction="mean"))
+    tr.run(0, 2)  # compile, start the worker threads
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tr.run(2, 50)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    # 50 iterations over 2048 x (16 + 32 + 2) activations would allocate megabytes;
+    # what remains is Python bookkeeping (views, futures), a few kB.
+    assert peak < 32 * 1024, peak
