@@ -43,102 +43,148 @@ def _jit(**options):
     return wrap
 
 
+# Layers narrower than this use scalar dot products (a running sum in a
+# register); wider ones accumulate whole rows, which LLVM vectorises.
+VECTOR_WIDTH = 8
+
+
 @_jit()
-def train_small(X, Y, W, B, sizes, woff, aoff, start, iterations, batch_size, scale_sum, bce, mean, use_bias, A, D):
+def forward_sigmoid(A, W, WT, B, k, m, nin, nout, use_bias):
+    """A[k+1, :m, :nout] = sigmoid(A[k] @ W[k] (+ B[k]))."""
+    one = A.dtype.type(1.0)
+    for i in range(m):
+        if nout < VECTOR_WIDTH:
+            for j in range(nout):
+                s = B[k, j] if use_bias else A.dtype.type(0.0)
+                for p in range(nin):
+                    s += A[k, i, p] * WT[k, j, p]
+                A[k + 1, i, j] = one / (one + math.exp(-s))
+        else:
+            for j in range(nout):
+                A[k + 1, i, j] = B[k, j] if use_bias else A.dtype.type(0.0)
+            for p in range(nin):
+                x = A[k, i, p]
+                for j in range(nout):
+                    A[k + 1, i, j] += x * W[k, p, j]
+            for j in range(nout):
+                A[k + 1, i, j] = one / (one + math.exp(-A[k + 1, i, j]))
+
+
+@_jit()
+def hidden_delta_layer(A, D, W, WT, k, m, nin, nout):
+    """D[k, :m, :nin] = (D[k+1] @ W[k].T) * A[k]*(1-A[k])."""
+    one = A.dtype.type(1.0)
+    for i in range(m):
+        if nin < VECTOR_WIDTH:
+            for p in range(nin):
+                s = A.dtype.type(0.0)
+                for j in range(nout):
+                    s += D[k + 1, i, j] * W[k, p, j]
+                a = A[k, i, p]
+                D[k, i, p] = s * (a * (one - a))
+        else:
+            for p in range(nin):
+                D[k, i, p] = 0.0
+            for j in range(nout):
+                dj = D[k + 1, i, j]
+                for p in range(nin):
+                    D[k, i, p] += dj * WT[k, j, p]
+            for p in range(nin):
+                a = A[k, i, p]
+                D[k, i, p] *= a * (one - a)
+
+
+@_jit()
+def update_layer(A, D, W, WT, G, k, m, nin, nout, scale):
+    """W[k] += scale * A[k].T @ D[k+1] (the gradient summed over rows in order), WT kept in step."""
+    if nout < VECTOR_WIDTH:
+        for p in range(nin):
+            for j in range(nout):
+                g = A.dtype.type(0.0)
+                for i in range(m):
+                    g += A[k, i, p] * D[k + 1, i, j]
+                W[k, p, j] += g * scale
+                WT[k, j, p] = W[k, p, j]
+    else:
+        for p in range(nin):
+            for j in range(nout):
+                G[p, j] = 0.0
+        for i in range(m):
+            for p in range(nin):
+                x = A[k, i, p]
+                for j in range(nout):
+                    G[p, j] += x * D[k + 1, i, j]
+        for p in range(nin):
+            for j in range(nout):
+                W[k, p, j] += G[p, j] * scale
+        for j in range(nout):
+            for p in range(nin):
+                WT[k, j, p] = W[k, p, j]
+
+
+@_jit()
+def train_small(X, Y, W, WT, B, G, A, D, sizes, start, iterations, batch_size, scale_sum, bce, mean, use_bias):
     """Run ``iterations`` iterations of the seed's loop; return the first one's mean |error|.
 
-    Flat buffers (one dtype throughout):
-      W[woff[k] + p*n_{k+1} + j]  weight (p, j) of layer k, k = 0..L-1
-      B[n_1 + .. + n_k + j]       bias j of layer k (ignored unless ``use_bias``)
-      A[aoff[k] + i*n_k + p]      activation (i, p) of layer k for the batch, k = 0..L (layer 0 = X rows)
-      D[aoff[k] + i*n_k + p]      delta (i, p) of layer k, k = 1..L
+    Every layer is padded to the widest, w = max(sizes), so all indices are
+    loop variables: LLVM can then drop numba's negative-index checks and
+    vectorise the contiguous innermost loops. Shapes:
+      W, WT (L, w, w)    W[k, p, j] weight (p, j) of layer k; WT[k, j, p] the same (kept in step)
+      B (L, w)           biases (unused unless ``use_bias``);  G (w, w) gradient scratch
+      A, D (L+1, m, w)   activations and deltas; A[0] holds the batch's X rows
     sizes: n_0..n_L. batch_size <= 0 means full batch. scale_sum: the learning
-    rate (the step is divided by the batch's rows when ``mean``).
+    rate (divided by the batch's rows when ``mean``). Every sum runs over its
+    index in order.
     """
     L = sizes.shape[0] - 1
     n_rows = X.shape[0]
     one = A.dtype.type(1.0)
-    zero = A.dtype.type(0.0)
     err0 = np.nan
     full = batch_size <= 0 or batch_size >= n_rows
     n_batches = 1 if full else (n_rows + batch_size - 1) // batch_size
+    for k in range(L):
+        for p in range(sizes[k]):
+            for j in range(sizes[k + 1]):
+                WT[k, j, p] = W[k, p, j]
     loaded = -1
     for it in range(iterations):
         # rows of this iteration's batch; copy them into layer 0 when they change
         b = 0 if full else (start + it) % n_batches
         r0 = 0 if full else b * batch_size
-        r1 = n_rows if full else min(r0 + batch_size, n_rows)
-        m = r1 - r0
-        n0 = sizes[0]
+        m = (n_rows if full else min(r0 + batch_size, n_rows)) - r0
         if b != loaded:
             for i in range(m):
-                for p in range(n0):
-                    A[i * n0 + p] = X[r0 + i, p]
+                for p in range(sizes[0]):
+                    A[0, i, p] = X[r0 + i, p]
             loaded = b
         # forward: a[k+1] = sigmoid(a[k] @ W[k] (+ b[k]))
-        boff = 0
         for k in range(L):
-            nin = sizes[k]
-            nout = sizes[k + 1]
-            ai = aoff[k]
-            ao = aoff[k + 1]
-            wo = woff[k]
-            for i in range(m):
-                for j in range(nout):
-                    s = B[boff + j] if use_bias else zero
-                    for p in range(nin):
-                        s += A[ai + i * nin + p] * W[wo + p * nout + j]
-                    A[ao + i * nout + j] = one / (one + math.exp(-s))
-            boff += nout
+            forward_sigmoid(A, W, WT, B, k, m, sizes[k], sizes[k + 1], use_bias)
         # output delta (and the interval's reported error, before any update)
         nL = sizes[L]
-        aL = aoff[L]
         acc = 0.0
         for i in range(m):
             for j in range(nL):
-                a = A[aL + i * nL + j]
+                a = A[L, i, j]
                 e = Y[r0 + i, j] - a
                 if it == 0:
                     acc += abs(e)
-                D[aL + i * nL + j] = e if bce else e * (a * (one - a))
+                D[L, i, j] = e if bce else e * (a * (one - a))
         if it == 0:
             err0 = acc / (m * nL)
-        # hidden deltas: d[k] = (d[k+1] @ W[k].T) * a[k]*(1-a[k]), all before any update
+        # hidden deltas, from the output down, all before any update
         for k in range(L - 1, 0, -1):
-            nin = sizes[k]
-            nout = sizes[k + 1]
-            ak = aoff[k]
-            dn = aoff[k + 1]
-            wo = woff[k]
-            for i in range(m):
-                for p in range(nin):
-                    s = zero
-                    for j in range(nout):
-                        s += D[dn + i * nout + j] * W[wo + p * nout + j]
-                    a = A[ak + i * nin + p]
-                    D[ak + i * nin + p] = s * (a * (one - a))
+            hidden_delta_layer(A, D, W, WT, k, m, sizes[k], sizes[k + 1])
         # gradient step: W[k] += scale * a[k].T @ d[k+1]
         scale = A.dtype.type(scale_sum / m) if mean else A.dtype.type(scale_sum)
-        boff = 0
         for k in range(L):
-            nin = sizes[k]
-            nout = sizes[k + 1]
-            ak = aoff[k]
-            dn = aoff[k + 1]
-            wo = woff[k]
-            for p in range(nin):
-                for j in range(nout):
-                    g = zero
-                    for i in range(m):
-                        g += A[ak + i * nin + p] * D[dn + i * nout + j]
-                    W[wo + p * nout + j] += g * scale
+            update_layer(A, D, W, WT, G, k, m, sizes[k], sizes[k + 1], scale)
             if use_bias:
-                for j in range(nout):
-                    g = zero
+                for j in range(sizes[k + 1]):
+                    g = A.dtype.type(0.0)
                     for i in range(m):
-                        g += D[dn + i * nout + j]
-                    B[boff + j] += g * scale
-            boff += nout
+                        g += D[k + 1, i, j]
+                    B[k, j] += g * scale
     return err0
 
 

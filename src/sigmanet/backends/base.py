@@ -109,6 +109,9 @@ class Backend:
     def device(self) -> str:
         return cpu_name()
 
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU); timings call it."""
+
     def asarray(self, a, dtype):
         return self.xp.ascontiguousarray(a, dtype=dtype)
 

@@ -26,13 +26,14 @@ import numpy as np
 
 from .base import Backend, Trainer, batch_bounds, step_scale
 
-# Multiply-adds per iteration (rows x sum of n_k * n_{k+1}) below which the
-# single fused call wins over BLAS + parallel kernels; measured on a 2-core
-# Xeon (docs/perf-notes.md).
-SMALL_LIMIT = 1 << 18
-# Bytes of activations and deltas per row chunk in the large-data path: fits
-# the L2 cache (1-2 MiB per core on current x86).
-CHUNK_BYTES = 1 << 20
+# Multiply-adds per iteration (rows x sum of n_k * n_{k+1}) up to which the
+# single fused call beats BLAS on row chunks. Measured on a 2-core Xeon
+# (docs/perf-notes.md): fused wins 3x at 10K (16-32-4 x 16 rows), they tie at
+# 16K (3-4-1 x 1024), blocked wins 1.4-2x from 80K.
+SMALL_LIMIT = 1 << 15
+# Bytes of one row chunk's activations and deltas in the large-data path:
+# fits the L2 cache (2 MiB per core here; 1, 2 and 4 MiB measured within noise).
+CHUNK_BYTES = 1 << 21
 
 
 def _kernels():
@@ -42,37 +43,39 @@ def _kernels():
 
 
 class FusedTrainer(Trainer):
-    """A whole report interval per compiled call, on flat buffers."""
+    """A whole report interval per compiled call, every layer padded to the widest."""
 
     def __init__(self, backend, weights, biases, X, y, config):
         self.backend, self.config = backend, config
         dt = np.dtype(weights[0].dtype)
         self.sizes = np.array([w.shape[0] for w in weights] + [weights[-1].shape[1]], dtype=np.int64)
-        self.shapes = [w.shape for w in weights]
-        self.woff = np.concatenate([[0], np.cumsum([w.size for w in weights])]).astype(np.int64)
-        self.W = np.concatenate([np.asarray(w, dt).ravel() for w in weights])
+        L, w = len(weights), int(self.sizes.max())
+        self.W = np.zeros((L, w, w), dt)
+        for k, wk in enumerate(weights):
+            self.W[k, :wk.shape[0], :wk.shape[1]] = wk
+        self.B = np.zeros((L, w), dt)
         self.use_bias = biases is not None
-        self.B = np.concatenate([np.asarray(b, dt) for b in biases]) if self.use_bias else np.zeros(1, dt)
+        if self.use_bias:
+            for k, bk in enumerate(biases):
+                self.B[k, :len(bk)] = bk
         self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=dt)
         m = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
-        self.aoff = np.concatenate([[0], np.cumsum(m * self.sizes)]).astype(np.int64)
-        self.A = np.zeros(self.aoff[-1], dt)
-        self.D = np.zeros(self.aoff[-1], dt)
+        self.WT = np.zeros_like(self.W)
+        self.G = np.zeros((w, w), dt)
+        self.A = np.zeros((L + 1, m, w), dt)
+        self.D = np.zeros((L + 1, m, w), dt)
 
     def run(self, start, iterations):
         cfg = self.config
         return float(_kernels().train_small(
-            self.X, self.y, self.W, self.B, self.sizes, self.woff, self.aoff, start, iterations,
-            cfg.batch_size or 0, cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean",
-            self.use_bias, self.A, self.D))
+            self.X, self.y, self.W, self.WT, self.B, self.G, self.A, self.D, self.sizes, start, iterations,
+            cfg.batch_size or 0, cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias))
 
     def weights(self):
-        ws = [self.W[self.woff[k]:self.woff[k + 1]].reshape(s).copy() for k, s in enumerate(self.shapes)]
-        if not self.use_bias:
-            return ws, None
-        bounds = np.concatenate([[0], np.cumsum(self.sizes[1:])])
-        return ws, [self.B[bounds[k]:bounds[k + 1]].copy() for k in range(len(ws))]
+        n = self.sizes
+        ws = [self.W[k, :n[k], :n[k + 1]].copy() for k in range(len(n) - 1)]
+        return ws, ([self.B[k, :n[k + 1]].copy() for k in range(len(ws))] if self.use_bias else None)
 
 
 def chunk_rows(sizes, itemsize: int) -> int:
