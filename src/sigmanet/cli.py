@@ -59,6 +59,41 @@ def cmd_backends(args) -> int:
     return 0
 
 
+def _csv_list(kind):
+    def parse(text):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    from .backends import available_backends, resolve
+
+    backends = [resolve(b) for b in args.backends] if args.backends else available_backends()
+    sizes = args.sizes or (bench.QUICK_SIZES if args.quick else bench.DEFAULT_SIZES)
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"--sizes must be positive row counts, got {sizes}")
+    min_seconds = 0.15 if args.quick else 0.6
+    peers = [] if args.no_peers else list(bench.PEERS)
+    print(f"benchmarking {backends} (peers: {peers or 'none'}) on {sizes} rows, {args.dtype}")
+    print(bench.format_table([]).splitlines()[0])
+    records = bench.run(backends, sizes, [args.dtype], peers=peers, min_seconds=min_seconds,
+                        progress=print)
+    if "numpy" in backends or len(backends) > 1:
+        fastest = [b for b in backends if b != "numpy"][:1] or ["numpy"]
+        seed = bench.seed_fit_speedup(fastest[0], repeats=1 if args.quick else 3)
+        print(f"\nseed run through Network.fit (60000 iterations, compile excluded): "
+              + ", ".join(f"{k} {v * 1e6:.3f} us/iteration" for k, v in seed.items() if k != "speedup")
+              + f"; {fastest[0]} is {seed['speedup']:.1f}x numpy")
+    for path in bench.write_results(records, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def _positive_int(text):
     n = int(text)
     if n < 1:
@@ -79,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("backends", help="list backends, their status and devices")
     b.set_defaults(func=cmd_backends)
+
+    be = sub.add_parser("bench", help="compare backends (and peers) on tables from 4 rows to millions")
+    be.add_argument("--quick", action="store_true", help="3 sizes, short timings: under a minute")
+    be.add_argument("--backends", type=_csv_list(str), help="comma-separated (default: every available one)")
+    be.add_argument("--sizes", type=_csv_list(int), help="comma-separated row counts")
+    be.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    be.add_argument("--no-peers", action="store_true", help="skip the seed loop, PyTorch and JAX")
+    be.add_argument("--out", default="bench-out", help="folder for results.json and throughput.png")
+    be.set_defaults(func=cmd_bench)
     return p
 
 

@@ -209,17 +209,23 @@ class GemmTrainer(Trainer):
 
     # -- the loop --
 
+    def _views(self, r0, r1):
+        """Buffers cut to the batch's rows (a[0] is a view of X's rows)."""
+        m = r1 - r0
+        return ([self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]], [None] + [buf[:m] for buf in self.d[1:]],
+                [None] + [buf[:m] for buf in self.tmp[1:]], self.y[r0:r1])
+
     def run(self, start: int, iterations: int) -> float:
         xp, L, cfg = self.xp, len(self.W), self.config
         err0 = float("nan")
+        rows = None
         with self.backend.limits(), np.errstate(over="ignore"):
             for i in range(iterations):
                 r0, r1 = batch_bounds(start + i, self.n_rows, cfg.batch_size)
-                m = r1 - r0
-                a = [self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]]
-                d = [None] + [buf[:m] for buf in self.d[1:]]
-                tmp = [None] + [buf[:m] for buf in self.tmp[1:]]
-                y = self.y[r0:r1]
+                if (r0, r1) != rows:  # full batch: cut once per interval
+                    rows = (r0, r1)
+                    a, d, tmp, y = self._views(r0, r1)
+                    scale = step_scale(cfg, r1 - r0)
                 # forward: a[k+1] = sigmoid(a[k] @ W[k])
                 for k in range(L):
                     xp.matmul(a[k], self.W[k], out=a[k + 1])
@@ -232,7 +238,6 @@ class GemmTrainer(Trainer):
                     xp.matmul(d[k + 1], self.W[k].T, out=d[k])
                     self.hidden_delta(d[k], a[k], tmp[k])
                 # gradient step: W[k] += lr * a[k].T @ d[k+1]
-                scale = step_scale(cfg, m)
                 for k in range(L - 1, -1, -1):
                     self.update(k, a[k], d[k + 1], scale)
         return err0
