@@ -39,7 +39,7 @@ def rng(request):
 
 # Every (backend, strategy) pair a fit can run through. Strategies are forced by
 # patching the size threshold that picks them.
-ENGINES = ["numpy", "numba-fused", "numba-blocked", "cupy-fused", "cupy-gemm"]
+ENGINES = ["numpy", "numba-fused", "numba-generic", "numba-blocked", "cupy-fused", "cupy-gemm"]
 
 
 @pytest.fixture(params=ENGINES)
@@ -49,7 +49,11 @@ def engine(request, monkeypatch):
     backend = request.getfixturevalue(f"_backend_{name}")
     if strategy:
         module = __import__(f"sigmanet.backends.{name}_backend", fromlist=["SMALL_LIMIT"])
-        monkeypatch.setattr(module, "SMALL_LIMIT", 1 << 62 if strategy == "fused" else -1)
+        monkeypatch.setattr(module, "SMALL_LIMIT", -1 if strategy in ("blocked", "gemm") else 1 << 62)
+        if strategy == "generic":  # the fused kernel for any width, never one generated for the sizes
+            from sigmanet.backends import _numba_codegen
+
+            monkeypatch.setattr(_numba_codegen, "MAX_WIDTH", 0)
         if strategy == "blocked":  # smallest chunks (64 rows), so test tables span several workers
             monkeypatch.setattr(module, "CHUNK_BYTES", 1)
     return backend

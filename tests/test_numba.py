@@ -18,13 +18,21 @@ from sigmanet.data import make_table, seed_table
 pytestmark = pytest.mark.usefixtures("_backend_numba")
 
 STATS = textwrap.dedent("""
-    import json, sigmanet as sn
+    import json, numpy as np, sigmanet as sn
     from sigmanet.data import seed_table
-    from sigmanet.backends import _numba_kernels as K
-    sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy").fit(*seed_table(), iterations=10)
-    s = K.train_small.stats
-    print(json.dumps({"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
-                      "path": s.cache_path}))
+    from sigmanet.backends import TrainConfig
+    out = {}
+    # the seed (narrow: a kernel generated for its sizes) and a 30-wide net (the generic kernel)
+    for name, layers, (X, y) in [("specialised", [3, 4, 1], seed_table()),
+                                 ("generic", [3, 30, 1], seed_table())]:
+        net = sn.Network(layers, backend="numba", seed=1)
+        tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
+        tr.run(0, 10)
+        from sigmanet.backends import _numba_kernels as K
+        s = (tr.specialised or K.train_small).stats
+        out[name] = {"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
+                     "path": s.cache_path}
+    print(json.dumps(out))
 """)
 
 
@@ -33,10 +41,11 @@ def run_stats(env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_a_second_process_reuses_the_compile_cache(tmp_path):
+@pytest.mark.parametrize("kernel", ["specialised", "generic"])
+def test_a_second_process_reuses_the_compile_cache(tmp_path, kernel):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    first = run_stats(env)
-    second = run_stats(env)
+    first = run_stats(env)[kernel]
+    second = run_stats(env)[kernel]
     assert first["misses"] == 1 and first["hits"] == 0
     assert second["hits"] == 1 and second["misses"] == 0
     assert first["path"].startswith(str(tmp_path))
@@ -44,8 +53,20 @@ def test_a_second_process_reuses_the_compile_cache(tmp_path):
 
 def test_cache_can_be_switched_off(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SIGMANET_NUMBA_CACHE="0")
-    assert run_stats(env)["path"] is None
-    assert not any(tmp_path.iterdir())
+    stats = run_stats(env)
+    assert stats["specialised"]["path"] is None and stats["generic"]["path"] is None
+    assert not list(tmp_path.rglob("*.nbi"))
+
+
+def test_narrow_nets_get_a_kernel_specialised_to_their_sizes():
+    from sigmanet.backends import _numba_codegen
+
+    src = _numba_codegen.render([3, 4, 1])
+    assert "range(3)" in src and "range(4)" in src and "sizes[" not in src  # bounds are literals
+    b = get_backend("numba")
+    X, y = seed_table()
+    assert b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()).specialised is not None
+    assert b.trainer(sn.Network([3, 30, 1]).weights, None, X, y, TrainConfig()).specialised is None
 
 
 def test_falls_back_to_no_cache_where_no_folder_is_writable():

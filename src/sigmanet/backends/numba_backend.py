@@ -42,6 +42,12 @@ def _kernels():
     return _numba_kernels
 
 
+def _codegen():
+    from . import _numba_codegen
+
+    return _numba_codegen
+
+
 class FusedTrainer(Trainer):
     """A whole report interval per compiled call, every layer padded to the widest."""
 
@@ -61,6 +67,9 @@ class FusedTrainer(Trainer):
         self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=dt)
         m = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
+        self.specialised = None
+        if w <= _codegen().MAX_WIDTH:  # narrow: loop bounds as constants (see _numba_codegen)
+            self.specialised = _codegen().specialised(tuple(int(n) for n in self.sizes))
         self.WT = np.zeros_like(self.W)
         self.G = np.zeros((w, w), dt)
         self.A = np.zeros((L + 1, m, w), dt)
@@ -68,6 +77,10 @@ class FusedTrainer(Trainer):
 
     def run(self, start, iterations):
         cfg = self.config
+        if self.specialised is not None:
+            return float(self.specialised(
+                self.X, self.y, self.W, self.B, self.A, self.D, start, iterations, cfg.batch_size or 0,
+                cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias))
         return float(_kernels().train_small(
             self.X, self.y, self.W, self.WT, self.B, self.G, self.A, self.D, self.sizes, start, iterations,
             cfg.batch_size or 0, cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias))
@@ -78,10 +91,15 @@ class FusedTrainer(Trainer):
         return ws, ([self.B[k, :n[k + 1]].copy() for k in range(len(ws))] if self.use_bias else None)
 
 
-def chunk_rows(sizes, itemsize: int) -> int:
-    """Rows per chunk so one chunk's activations and deltas (~1 MiB) stay in L2."""
+def chunk_rows(sizes, itemsize: int, rows: int, workers: int) -> int:
+    """Rows per chunk: small enough that a chunk's activations and deltas stay
+    in L2 (``CHUNK_BYTES``), and even, so every worker gets the same number of
+    equal chunks (1024 rows cut 832 + 192 left one of two workers idle)."""
     per_row = itemsize * (sizes[0] + 2 * int(sum(sizes[1:])))
-    return int(max(64, min(4096, (CHUNK_BYTES // per_row) // 64 * 64)))
+    cap = max(16, CHUNK_BYTES // per_row)
+    n_chunks = -(-rows // cap)
+    n_chunks = -(-n_chunks // workers) * workers
+    return max(1, -(-rows // n_chunks))
 
 
 class _Worker:
@@ -143,9 +161,9 @@ class BlockedTrainer(Trainer):
         self.X = np.ascontiguousarray(X, dtype=dt)
         self.y = np.ascontiguousarray(y, dtype=dt)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        self.chunk = chunk_rows(sizes, dt.itemsize)
         rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
-        n = max(1, min(backend.worker_count(), -(-rows // self.chunk)))
+        n = max(1, min(backend.worker_count(), rows // 16))  # below 16 rows a chunk is all overhead
+        self.chunk = chunk_rows(sizes, dt.itemsize, rows, n)
         self.workers = [_Worker(sizes, self.chunk, dt, biases is not None) for _ in range(n)]
         self.pool = ThreadPoolExecutor(n, thread_name_prefix="sigmanet") if n > 1 else None
         if self.pool is not None:
