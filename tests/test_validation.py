@@ -1,0 +1,155 @@
+"""Bad input fails before any work, with an error naming the argument, and changes nothing."""
+
+import numpy as np
+import pytest
+
+import sigmanet as sn
+from sigmanet.data import seed_table
+
+X, Y = seed_table()
+
+
+def snapshot(net):
+    return ([w.copy() for w in net.weights], net.iteration, net.backend, dict(net.fit_options), net.input_range)
+
+
+def assert_unchanged(net, snap):
+    ws, it, be, opts, rng = snapshot(net)
+    assert it == snap[1] and be == snap[2] and opts == snap[3] and rng is snap[4]
+    for a, b in zip(ws, snap[0]):
+        assert np.array_equal(a, b)
+
+
+@pytest.fixture
+def trained():
+    net = sn.Network([3, 4, 1], backend="numpy", seed=1, init="legacy")
+    net.fit(X, Y, iterations=10)
+    return net
+
+
+@pytest.mark.parametrize("layers,exc,match", [
+    ([3], ValueError, "at least an input and an output"),
+    ([], ValueError, "at least"),
+    ([3, 0, 1], ValueError, r"layers\[1\] must be at least 1"),
+    ([3, -2], ValueError, r"layers\[1\]"),
+    ([3, 4.0, 1], TypeError, r"layers\[1\] must be an integer"),
+    ([3, True], TypeError, r"layers\[1\]"),
+    ("341", TypeError, "layers must be a sequence"),
+    (5, TypeError, "layers must be a sequence"),
+])
+def test_invalid_layer_sizes(layers, exc, match):
+    with pytest.raises(exc, match=match):
+        sn.Network(layers)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(dtype="float16"), ValueError, "dtype must be one of"),
+    (dict(dtype="int32"), ValueError, "dtype"),
+    (dict(dtype="nonsense"), ValueError, "dtype"),
+    (dict(init="he"), ValueError, "init must be one of"),
+    (dict(seed=-1), ValueError, "seed must be at least 0"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
+    (dict(bias="yes"), TypeError, "bias must be True or False"),
+    (dict(threads=0), ValueError, "threads must be at least 1"),
+    (dict(backend="gpu"), sn.BackendUnavailableError, "unknown backend 'gpu'"),
+])
+def test_invalid_network_options(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        sn.Network([3, 4, 1], **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(iterations=0), ValueError, "iterations must be at least 1"),
+    (dict(iterations=1e4), TypeError, "iterations must be an integer"),
+    (dict(iterations="100"), TypeError, "iterations"),
+    (dict(learning_rate=0), ValueError, "learning_rate must be a finite number above 0"),
+    (dict(learning_rate=-1), ValueError, "learning_rate"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+    (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
+    (dict(learning_rate="fast"), TypeError, "learning_rate must be a real number"),
+    (dict(report_every=0), ValueError, "report_every"),
+    (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
+    (dict(batch_size=5), ValueError, "batch_size=5 exceeds the 4 rows"),
+    (dict(batch_size=2.0), TypeError, "batch_size"),
+    (dict(loss="hinge"), ValueError, "loss must be one of"),
+    (dict(reduction="max"), ValueError, "reduction must be one of"),
+    (dict(callback=42), TypeError, "callback must be callable"),
+])
+def test_invalid_fit_options_change_nothing(trained, kwargs, exc, match):
+    snap = snapshot(trained)
+    with pytest.raises(exc, match=match):
+        trained.fit(X, Y, **kwargs)
+    assert_unchanged(trained, snap)
+
+
+@pytest.mark.parametrize("Xbad,ybad,exc,match", [
+    (X[:, :2], Y, ValueError, "X has 2 columns but the network expects 3"),
+    (X, np.hstack([Y, Y]), ValueError, "y has 2 columns but the network expects 1"),
+    (X[:3], Y, ValueError, "X has 3 rows but y has 4"),
+    (X[:0], Y[:0], ValueError, "X is empty"),
+    (np.where(X == 1, np.nan, X), Y, ValueError, "X holds .* NaN or infinite"),
+    (np.where(X == 1, np.inf, X), Y, ValueError, "X holds"),
+    (X, np.full_like(Y, np.nan), ValueError, "y holds"),
+    (X.astype(complex), Y, TypeError, "X must be real, got complex"),
+    (X.astype(str), Y, TypeError, "X must be numeric"),
+    (np.array([[1, "a", 2]], dtype=object), Y[:1], TypeError, "X must be numeric"),
+    ([[0, 0], [1]], Y[:2], ValueError, "X could not be read as an array"),
+    (X[0], Y, ValueError, r"X must be 2-D .*reshape"),
+    (X[None], Y, ValueError, "X must be 2-D"),
+    (X, Y * 2, ValueError, r"y must lie in \[0, 1\]"),
+    (X, Y - 1, ValueError, r"y must lie in \[0, 1\]"),
+    ("data.csv", Y, TypeError, "X must be a numeric array"),
+])
+def test_invalid_data_changes_nothing(trained, Xbad, ybad, exc, match):
+    snap = snapshot(trained)
+    with pytest.raises(exc, match=match):
+        trained.fit(Xbad, ybad, iterations=5)
+    assert_unchanged(trained, snap)
+
+
+def test_valid_variants_are_accepted():
+    net = sn.Network([3, 4, 1], backend="numpy", seed=0)
+    net.fit(X.astype(int).tolist(), Y.ravel().astype(bool), iterations=3)  # lists, ints, bools, 1-D y
+    net.fit(X.astype(np.float32), Y.astype(np.int8), iterations=3)
+    assert net.iteration == 6
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (X[:, :2], ValueError, "X has 2 columns"),
+    (np.full((2, 3), np.nan), ValueError, "X holds"),
+    (np.zeros((0, 3)), ValueError, "X is empty"),
+])
+def test_predict_validates(trained, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        trained.predict(bad)
+
+
+def test_predict_takes_a_single_row_for_one_input_network():
+    net = sn.Network([1, 3, 1], backend="numpy", seed=0)
+    assert net.predict(np.array([0.1, 0.2, 0.3])).shape == (3, 1)  # 1-D means a column of rows
+
+
+def test_set_weights_checks_shapes_and_values_and_changes_nothing_on_failure(trained):
+    snap = snapshot(trained)
+    with pytest.raises(ValueError, match=r"weights\[0\] must have shape \(3, 4\)"):
+        trained.set_weights([np.zeros((4, 3)), np.zeros((4, 1))])
+    with pytest.raises(ValueError, match="finite"):
+        trained.set_weights([np.full((3, 4), np.inf), np.zeros((4, 1))])
+    with pytest.raises(ValueError, match="must hold 2 matrices"):
+        trained.set_weights([np.zeros((3, 4))])
+    with pytest.raises(ValueError, match="bias=False"):
+        trained.set_weights(trained.weights, [np.zeros(4), np.zeros(1)])
+    assert_unchanged(trained, snap)
+
+
+def test_moving_to_an_unknown_backend_changes_nothing(trained):
+    snap = snapshot(trained)
+    with pytest.raises(sn.BackendUnavailableError):
+        trained.to("tpu")
+    assert_unchanged(trained, snap)
+
+
+def test_weights_are_copies(trained):
+    w = trained.weights
+    w[0][:] = 123
+    assert not np.array_equal(trained.weights[0], w[0])
