@@ -70,3 +70,129 @@ def make_table(n, d=3, o=1, *, seed=0, noise=0.02, dtype="float64"):
         X[start:stop, -1] = 1
         y[start:stop] = label
     return X, y
+
+
+def read_table(path, target=None):
+    """Read a user's table for ``sigmanet train`` / ``predict``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A CSV with a header row; a .npz holding ``X`` (and ``y``); or a 2-D .npy.
+    target : list of str, optional
+        CSV: names of the target columns (the others are inputs). .npy: column
+        indices (e.g. ``["-1"]``). .npz: ignored (``y`` is the target).
+        None: every column is an input (prediction).
+
+    Returns
+    -------
+    X, y, input_names, target_names
+        ``y`` is None when there is no target.
+    """
+    import os
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        return _read_npz(path, target)
+    if lower.endswith(".npy"):
+        table = _load_npy(path)
+        names = [str(i) for i in range(table.shape[1])]
+        return _split(table, names, target, path, by_index=True)
+    names, table = _read_csv(path)
+    return _split(table, names, target, path, by_index=False)
+
+
+def _load_npy(path):
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path!r} is not a readable .npy array: {e}") from None
+    if a.ndim != 2:
+        raise ValueError(f"{path!r} must hold a 2-D table, got shape {a.shape}")
+    return a
+
+
+def _read_npz(path, target):
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path!r} is not a readable .npz file: {e}") from None
+    if "X" not in arrays:
+        raise ValueError(f"{path!r} must hold an array named 'X' (and 'y' for training); it holds {sorted(arrays)}")
+    X = arrays["X"]
+    y = arrays.get("y")
+    if X.ndim != 2:
+        raise ValueError(f"X in {path!r} must be 2-D, got shape {X.shape}")
+    if y is not None and y.ndim == 1:
+        y = y.reshape(-1, 1)
+    names = [f"x{i}" for i in range(X.shape[1])]
+    tnames = None if y is None else [f"y{i}" for i in range(y.shape[1])]
+    return X, y, names, tnames
+
+
+def _read_csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path!r} is empty: expected a header row, then data rows") from None
+        header = [h.strip() for h in header]
+        if len(set(header)) != len(header):
+            raise ValueError(f"{path!r} has repeated column names in its header: {header}")
+        rows = []
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path!r} line {line_no}: {len(row)} fields, but the header has {len(header)}")
+            try:
+                rows.append([float(c) for c in row])
+            except ValueError:
+                bad = next(i for i, c in enumerate(row) if not _is_float(c))
+                raise ValueError(f"{path!r} line {line_no}, column {header[bad]!r}: {row[bad]!r} is not a number") \
+                    from None
+    if not rows:
+        raise ValueError(f"{path!r} has a header but no data rows")
+    return header, np.array(rows, dtype=np.float64)
+
+
+def _is_float(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _split(table, names, target, path, by_index):
+    if target is None:
+        return table, None, names, None
+    idx = []
+    for t in target:
+        if by_index:
+            try:
+                i = int(t)
+            except ValueError:
+                raise ValueError(f"--target for a .npy table takes column indices, got {t!r}") from None
+            if not -len(names) <= i < len(names):
+                raise ValueError(f"--target column {i} is out of range for {len(names)} columns")
+            idx.append(i % len(names))
+        else:
+            if t not in names:
+                raise ValueError(f"--target column {t!r} is not in {path!r}; its columns are {names}")
+            idx.append(names.index(t))
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"--target names a column twice: {target}")
+    inputs = [i for i in range(len(names)) if i not in idx]
+    if not inputs:
+        raise ValueError("every column is a target: leave at least one input column")
+    return (table[:, inputs], table[:, idx], [names[i] for i in inputs], [names[i] for i in idx])
