@@ -52,3 +52,109 @@ def test_bad_arguments_fail_with_a_message_not_a_traceback(args):
     r = run_cli(*args)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "error" in r.stderr
+
+
+# -- train and predict on a user's own data --
+
+import csv  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.fixture
+def xor_csv(tmp_path):
+    """A noisy XOR of two features at large, unscaled values, plus an ignored-by-name extra column."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+    rows = [[100 * x + rng.normal(), -50 + 30 * z + rng.normal(), x ^ z] for x, z in zip(a, b)]
+    path = tmp_path / "xor.csv"
+    write_csv(path, ["alpha", "beta", "label"], rows)
+    return path
+
+
+def test_train_then_predict_round_trip(tmp_path, xor_csv, capsys):
+    model, png = tmp_path / "m.npz", tmp_path / "curve.png"
+    assert main(["train", str(xor_csv), "--target", "label", "--hidden", "8", "--iterations", "3000",
+                 "--backend", "numpy", "--save", str(model), "--plot", str(png), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("training accuracy:")[1].split()[0])
+    assert acc > 0.95
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    net = sn.load(model)
+    assert net.input_names == ["alpha", "beta"] and net.target_names == ["label"]
+    assert net.input_range is not None and net.layers == (2, 8, 1)
+
+    # predict: input columns found by name, in any order; CSV out in input order
+    pred_in = tmp_path / "new.csv"
+    write_csv(pred_in, ["beta", "alpha"], [[-50, 0], [-20, 0], [-50, 100], [-20, 100]])
+    pred_out = tmp_path / "pred.csv"
+    assert main(["predict", str(model), str(pred_in), "--out", str(pred_out)]) == 0
+    lines = pred_out.read_text().splitlines()
+    assert lines[0] == "label"
+    probs = [float(v) for v in lines[1:]]
+    assert [p > 0.5 for p in probs] == [False, True, True, False]
+
+    # stdout without --out
+    assert main(["predict", str(model), str(pred_in)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == lines[1:]
+
+
+def test_resume_continues_where_it_stopped(tmp_path, xor_csv, capsys):
+    model = tmp_path / "m.npz"
+    base = ["train", str(xor_csv), "--target", "label", "--backend", "numpy", "--no-progress"]
+    assert main(base + ["--iterations", "300", "--save", str(model)]) == 0
+    assert main(base + ["--iterations", "200", "--resume", str(model), "--save", str(model)]) == 0
+    assert sn.load(model).iteration == 500
+    assert "iterations in total: 500" in capsys.readouterr().out
+
+
+def test_train_from_npz_and_npy(tmp_path, capsys):
+    from sigmanet.data import make_table
+
+    X, y = make_table(300, 4, 2, seed=1, noise=0.0)
+    np.savez(tmp_path / "t.npz", X=X, y=y)
+    np.save(tmp_path / "t.npy", np.hstack([X, y]))
+    assert main(["train", str(tmp_path / "t.npz"), "--iterations", "50", "--no-progress"]) == 0
+    assert main(["train", str(tmp_path / "t.npy"), "--target=-2,-1", "--iterations", "50",
+                 "--no-progress", "--save", str(tmp_path / "m.npz")]) == 0
+    assert sn.load(tmp_path / "m.npz").layers == (4, 16, 2)
+
+
+@pytest.mark.parametrize("content,args,message", [
+    ("a,b,label\n1,2,3\n4,5,0\n", ["--target", "label"], r"values in \[0, 3\].*rescale"),
+    ("a,b,label\n1,2,x\n", ["--target", "label"], "line 2, column 'label': 'x' is not a number"),
+    ("a,b,label\n1,2\n", ["--target", "label"], "line 2: 2 fields"),
+    ("a,b,label\n", ["--target", "label"], "no data rows"),
+    ("", ["--target", "label"], "is empty"),
+    ("a,b,label\n1,2,0\n", ["--target", "nope"], "'nope' is not in"),
+    ("a,b,label\n1,2,0\n", [], "--target is required"),
+    ("a,b\n1,0\n", ["--target", "a,b"], "every column is a target"),
+])
+def test_train_rejects_bad_tables_with_a_clear_message(tmp_path, capsys, content, args, message):
+    path = tmp_path / "d.csv"
+    path.write_text(content)
+    assert main(["train", str(path), *args, "--no-progress"]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_train_missing_file(capsys):
+    assert main(["train", "/nonexistent.csv", "--target", "y"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_table_without_the_models_columns(tmp_path, xor_csv, capsys):
+    model = tmp_path / "m.npz"
+    main(["train", str(xor_csv), "--target", "label", "--iterations", "10", "--save", str(model), "--no-progress"])
+    write_csv(tmp_path / "bad.csv", ["alpha", "gamma"], [[1, 2]])
+    assert main(["predict", str(model), str(tmp_path / "bad.csv")]) == 2
+    assert "lacks the model's input column(s) ['beta']" in capsys.readouterr().err
+
+
+import re  # noqa: E402

@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train on your own CSV, .npz or .npy table")
     t.add_argument("data", help="CSV with a header row; .npz holding X and y; or a 2-D .npy")
-    t.add_argument("--target", type=_csv_list(str), help="target column(s): names (CSV) or indices (.npy)")
+    t.add_argument("--target", type=_csv_list(str),
+                   help="target column(s): names (CSV) or indices (.npy; negative ones as --target=-1)")
     t.add_argument("--hidden", type=_int_list, help="hidden layer sizes, e.g. 16 or 16,8 (default 16)")
     t.add_argument("--iterations", type=_positive_int, help=f"default {TRAIN_DEFAULTS['iterations']}")
     t.add_argument("--learning-rate", type=_positive_float, help=f"default {TRAIN_DEFAULTS['learning_rate']}")

@@ -1,0 +1,29 @@
+"""The examples run and reach the accuracy they promise (they need scikit-learn, in the test extra)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_breast_cancer_held_out_accuracy():
+    assert load("breast_cancer").main(["--backend", "numba"]) > 0.92
+
+
+def test_digits_held_out_accuracy():
+    assert load("digits").main(["--backend", "numba"]) > 0.95
+
+
+def test_xor_perceptron_fails_where_the_hidden_layer_succeeds(tmp_path):
+    final = load("xor_hidden_layer").main(["--iterations", "20000", "--plot", str(tmp_path / "xor.png")])
+    assert final["[3, 1]"] > 0.45 and final["[3, 4, 1]"] < 0.05
+    assert (tmp_path / "xor.png").read_bytes()[:4] == b"\x89PNG"
