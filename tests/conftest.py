@@ -1,3 +1,4 @@
+import importlib
 import os
 import sys
 import zlib
@@ -37,25 +38,27 @@ def rng(request):
     return np.random.default_rng([RUN_SEED, zlib.crc32(request.node.nodeid.encode())])
 
 
-# Every (backend, strategy) pair a fit can run through. Strategies are forced by
-# patching the size threshold that picks them.
-ENGINES = ["numpy", "numba-fused", "numba-generic", "numba-blocked", "cupy-fused", "cupy-gemm"]
+# Every (backend, strategy) pair a fit can run through, and the module
+# attributes patched to force it (strategies are picked by size thresholds).
+ENGINES = {
+    "numpy": {},
+    "numba-fused": {("numba_backend", "SMALL_LIMIT"): 1 << 62},
+    # the fused kernel for any width, never one generated for the sizes
+    "numba-generic": {("numba_backend", "SMALL_LIMIT"): 1 << 62, ("_numba_codegen", "MAX_WIDTH"): 0},
+    # smallest chunks (16 rows), so test tables span several workers
+    "numba-blocked": {("numba_backend", "SMALL_LIMIT"): -1, ("numba_backend", "CHUNK_BYTES"): 1},
+    "cupy-fused": {("cupy_backend", "SMALL_LIMIT"): 1 << 62},
+    "cupy-graph": {("cupy_backend", "SMALL_LIMIT"): -1, ("cupy_backend", "GRAPH_LIMIT"): 1 << 62},
+    "cupy-eager": {("cupy_backend", "SMALL_LIMIT"): -1, ("cupy_backend", "GRAPH_LIMIT"): -1},
+}
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=list(ENGINES))
 def engine(request, monkeypatch):
     """A backend name, with its strategy forced; skips only a backend this machine cannot run."""
-    name, _, strategy = request.param.partition("-")
-    backend = request.getfixturevalue(f"_backend_{name}")
-    if strategy:
-        module = __import__(f"sigmanet.backends.{name}_backend", fromlist=["SMALL_LIMIT"])
-        monkeypatch.setattr(module, "SMALL_LIMIT", -1 if strategy in ("blocked", "gemm") else 1 << 62)
-        if strategy == "generic":  # the fused kernel for any width, never one generated for the sizes
-            from sigmanet.backends import _numba_codegen
-
-            monkeypatch.setattr(_numba_codegen, "MAX_WIDTH", 0)
-        if strategy == "blocked":  # smallest chunks (64 rows), so test tables span several workers
-            monkeypatch.setattr(module, "CHUNK_BYTES", 1)
+    backend = request.getfixturevalue(f"_backend_{request.param.partition('-')[0]}")
+    for (module, attr), value in ENGINES[request.param].items():
+        monkeypatch.setattr(importlib.import_module(f"sigmanet.backends.{module}"), attr, value)
     return backend
 
 

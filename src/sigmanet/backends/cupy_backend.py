@@ -1,0 +1,243 @@
+"""The CuPy backend: the seed's loop on a CUDA GPU.
+
+Data stays on the device for the whole fit: NumPy inputs are copied once,
+CuPy inputs are used as they are. Three strategies, by size:
+
+* small networks (``SMALL_LIMIT``, and the whole state fits in shared
+  memory): :class:`FusedGpuTrainer` runs a report interval in one kernel
+  launch (``train_small`` in kernels/sigmanet.cu), one thread block iterating
+  with block barriers.
+* medium (``GRAPH_LIMIT``, full batch): one iteration of our own tiled GEMMs
+  and fused epilogues is captured as a CUDA graph and replayed; CuPy refuses
+  cuBLAS during stream capture, hence GEMMs of our own. A capture that fails
+  falls back, once and for good, to the eager path.
+* large: :class:`CupyGemmTrainer` runs GEMMs through cuBLAS (CuPy's matmul,
+  into preallocated buffers) and each elementwise epilogue as one fused kernel.
+
+The limits are first guesses, to be tuned with ``sigmanet bench`` on a GPU
+(docs/perf-notes.md says what has been measured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .base import Backend, GemmTrainer, Trainer, batch_bounds, step_scale
+
+SMALL_LIMIT = 1 << 16  # multiply-adds per iteration up to which one launch runs the interval
+GRAPH_LIMIT = 1 << 24  # up to which one full-batch iteration is replayed as a CUDA graph
+MAX_BLOCK = 1024
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _kernels(dtype):
+    from ._cuda import kernels
+
+    return kernels(np.dtype(dtype).name)
+
+
+class FusedGpuTrainer(Trainer):
+    """A whole report interval in one kernel launch (one block, state in shared memory)."""
+
+    def __init__(self, backend, weights, biases, X, y, config, shared_bytes):
+        cp = _cupy()
+        self.backend, self.config = backend, config
+        self.dt = np.dtype(weights[0].dtype)
+        self.shapes = [w.shape for w in weights]
+        self.sizes_host = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        self.sizes = cp.asarray(np.array(self.sizes_host, np.int32))
+        self.W = cp.asarray(np.concatenate([np.asarray(w, self.dt).ravel() for w in weights]))
+        self.use_bias = biases is not None
+        self.B = cp.asarray(np.concatenate([np.asarray(b, self.dt) for b in biases]) if self.use_bias
+                            else np.zeros(1, self.dt))
+        self.X = backend.asarray(X, self.dt)
+        self.y = backend.asarray(y, self.dt)
+        self.err = cp.zeros(1, np.float64)
+        self.shared_bytes = shared_bytes
+        rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
+        work = rows * max(self.sizes_host)
+        self.threads = int(min(MAX_BLOCK, max(32, -(-work // 32) * 32)))
+
+    def run(self, start, iterations):
+        cfg = self.config
+        r0, r1 = batch_bounds(start, self.X.shape[0], cfg.batch_size)
+        _kernels(self.dt).train_small(
+            self.X, self.y, self.W, self.B, self.sizes, self.X.shape[0], cfg.batch_size or 0, start, iterations,
+            cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias, self.err,
+            self.threads, self.shared_bytes)
+        return float(self.err.get()[0]) / ((r1 - r0) * self.sizes_host[-1])
+
+    def weights(self):
+        flat = self.W.get()
+        ws, at = [], 0
+        for s in self.shapes:
+            ws.append(flat[at:at + s[0] * s[1]].reshape(s).copy())
+            at += s[0] * s[1]
+        if not self.use_bias:
+            return ws, None
+        bflat = self.B.get()
+        bounds = np.concatenate([[0], np.cumsum(self.sizes_host[1:])])
+        return ws, [bflat[bounds[k]:bounds[k + 1]].copy() for k in range(len(ws))]
+
+
+class CupyGemmTrainer(GemmTrainer):
+    """cuBLAS GEMMs with fused epilogue kernels; medium sizes replay an iteration as a CUDA graph."""
+
+    def __init__(self, backend, weights, biases, X, y, config, use_graph=False):
+        super().__init__(backend, weights, biases, X, y, config)
+        self.k = _kernels(self.W[0].dtype)
+        self.err = self.xp.zeros(1, np.float64)
+        self.err_first = self.xp.zeros(1, np.float64)
+        self.use_graph = use_graph and config.batch_size is None
+        self.graph = None
+        self.graph_error = None  # why capture failed, if it did
+        self.stream = None
+
+    # -- fused epilogues (GemmTrainer.run calls these around xp.matmul) --
+
+    def forward_sigmoid(self, z, k):
+        self.k.forward_sigmoid(z, None if self.b is None else self.b[k])
+
+    def error(self, y, a, tmp):
+        self.err.fill(0)
+        self.k.output_delta(y, a, tmp, self.config.loss == "bce", self.err)
+        return float(self.err.get()[0]) / a.size
+
+    def output_delta(self, y, a, d, tmp):
+        self.k.output_delta(y, a, d, self.config.loss == "bce")
+
+    def hidden_delta(self, d, a, tmp):
+        self.k.hidden_delta(d, a)
+
+    def update(self, k, a_in, d_out, scale):
+        self.xp.matmul(a_in.T, d_out, out=self.g[k])
+        self.k.sgd_update(self.W[k], self.g[k], scale)
+        if self.b is not None:
+            self.k.bias_update(self.b[k], d_out, scale)
+
+    # -- one iteration of our own kernels, for graph capture --
+
+    def _iteration_own_kernels(self):
+        K, L, cfg = self.k, len(self.W), self.config
+        a = [self.X] + self.a[1:]
+        for k in range(L):
+            K.gemm(a[k], self.W[k], a[k + 1])
+            K.forward_sigmoid(a[k + 1], None if self.b is None else self.b[k])
+        K.output_delta(self.y, a[L], self.d[L], cfg.loss == "bce", self.err)
+        for k in range(L - 1, 0, -1):
+            K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True)
+            K.hidden_delta(self.d[k], a[k])
+        scale = step_scale(cfg, self.n_rows)
+        for k in range(L):
+            K.gemm(a[k], self.d[k + 1], self.g[k], ta=True)
+            K.sgd_update(self.W[k], self.g[k], scale)
+            if self.b is not None:
+                K.bias_update(self.b[k], self.d[k + 1], scale)
+
+    def _capture(self):
+        cp = self.xp
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        try:
+            with self.stream:
+                self.stream.begin_capture()
+                try:
+                    self._iteration_own_kernels()
+                finally:
+                    graph = self.stream.end_capture()
+            self.graph = graph
+        except Exception as e:  # noqa: BLE001 - any failure: keep the eager path
+            self.use_graph, self.graph_error = False, f"{type(e).__name__}: {e}"
+
+    def run(self, start, iterations):
+        if self.use_graph and self.graph is None:
+            self._capture()
+        if not self.use_graph:
+            return super().run(start, iterations)
+        with self.stream:
+            self.err.fill(0)
+            self.graph.launch(self.stream)
+            self.err_first[...] = self.err  # the first iteration's sum |e|, copied on the stream
+            for _ in range(iterations - 1):
+                self.graph.launch(self.stream)
+        self.stream.synchronize()
+        return float(self.err_first.get()[0]) / self.a[-1].size
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    trainer_class = CupyGemmTrainer
+
+    @classmethod
+    def probe(cls):
+        try:
+            import cupy
+        except ImportError as e:
+            return f"CuPy is not installed ({e}); pip install 'sigmanet[cuda12]' or 'sigmanet[cuda13]'"
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # noqa: BLE001 - CUDARuntimeError and driver errors alike
+            return f"CuPy is installed but no CUDA device is usable: {e}"
+        if count < 1:
+            return "CuPy is installed but no CUDA device is usable: CUDA reports 0 devices"
+        return None
+
+    @property
+    def xp(self):
+        return _cupy()
+
+    def device(self) -> str:
+        cp = _cupy()
+        props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+        name = props["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def asarray(self, a, dtype):
+        cp = _cupy()
+        return cp.ascontiguousarray(cp.asarray(a, dtype=dtype))
+
+    def to_host(self, a):
+        return _cupy().asnumpy(a)
+
+    def synchronize(self):
+        _cupy().cuda.Device().synchronize()
+
+    def limits(self):
+        return contextlib.nullcontext()
+
+    def pool_peak(self, run) -> int:
+        """Bytes allocated on the device while ``run()`` executes (through CuPy's allocator)."""
+        cp = _cupy()
+        pool = cp.get_default_memory_pool()
+        total = [0]
+
+        def counting(size):
+            total[0] += size
+            return pool.malloc(size)
+
+        with cp.cuda.using_allocator(counting):
+            run()
+            self.synchronize()
+        return total[0]
+
+    def trainer(self, weights, biases, X, y, config):
+        rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
+        macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
+        dt = np.dtype(weights[0].dtype)
+        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        shared = dt.itemsize * (sum(w.size for w in weights) + sum(sizes[1:]) + 2 * rows * sum(sizes))
+        cp = _cupy()
+        optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id).get("sharedMemPerBlockOptin", 48 * 1024)
+        if macs <= SMALL_LIMIT and shared <= optin and len(sizes) - 1 <= 16:
+            return FusedGpuTrainer(self, weights, biases, X, y, config, shared)
+        return CupyGemmTrainer(self, weights, biases, X, y, config, use_graph=macs <= GRAPH_LIMIT)
+
+    def _sigmoid(self, z):
+        _kernels(z.dtype).forward_sigmoid(z, None)
+        return z
