@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ def test_divergence_stops_with_the_iteration_and_keeps_the_last_finite_weights(b
     kept = net.weights
     # The perceptron cannot fit XOR, so some row is always wrong; cross-entropy's delta y - a is
     # then +-1 there (no vanishing slope), and the step 1e308 * X.T @ (y - a) overflows at once.
-    with pytest.raises(sn.DivergenceError, match="iteration 100") as e:
+    with pytest.raises(sn.DivergenceError, match="iteration 100") as e, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the error says it all: no warning besides
         net.fit(X * 1000, Y, iterations=100, learning_rate=1e308, loss="bce", report_every=10)
     assert e.value.iteration == 100 and isinstance(e.value, FloatingPointError)
     assert net.iteration == 100

@@ -111,6 +111,26 @@ class GemmFloor:
             mm(self.a[k].T, self.d[k + 1], out=self.g[k])
 
 
+def _side_by_side(run_n, sync, floor, floor_sync, min_seconds):
+    """Time ``run_n(n)`` (an interval of n iterations) and ``floor()`` (its bare GEMMs), interleaved.
+
+    n is chosen so one timed interval takes about a tenth of the budget.
+    Returns (n, seconds per iteration, seconds per GEMM floor), medians.
+    """
+    t = time.perf_counter()
+    run_n(3)
+    sync()
+    per = max((time.perf_counter() - t) / 3, 1e-9)
+    n = int(max(1, min(1_000_000, 0.1 * min_seconds / per)))
+    floor()
+    floor_sync()
+    t_iter, t_gemm = [], []
+    for _ in range(3):  # interleaved, so both see the same machine
+        t_iter.append(_median_time(lambda: run_n(n), min_seconds / 3, sync) / n)
+        t_gemm.append(_median_time(floor, min_seconds / 6, floor_sync))
+    return n, statistics.median(t_iter), statistics.median(t_gemm)
+
+
 def _host_alloc(run):
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -134,22 +154,8 @@ def bench_backend(name, rows, dtype="float32", layers=None, min_seconds=0.5, thr
     sync()
     compile_s = time.perf_counter() - t0
 
-    # interval length: about a tenth of the time budget per timed call
-    t = time.perf_counter()
-    trainer.run(0, 3)
-    sync()
-    per = max((time.perf_counter() - t) / 3, 1e-9)
-    n = int(max(1, min(1_000_000, 0.1 * min_seconds / per)))
-
     floor = GemmFloor(backend.xp, weights, X, dtype)
-    floor()
-    sync()
-    t_iter, t_gemm = [], []
-    for _ in range(3):  # interleaved, so both see the same machine
-        t_iter.append(_median_time(lambda: trainer.run(0, n), min_seconds / 3, sync) / n)
-        t_gemm.append(_median_time(floor, min_seconds / 6, sync))
-    sec = statistics.median(t_iter)
-    gemm = statistics.median(t_gemm)
+    n, sec, gemm = _side_by_side(lambda k: trainer.run(0, k), sync, floor, sync, min_seconds)
     del floor
 
     peak, per_it = _memory(backend, trainer, n)
@@ -276,21 +282,11 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5, gemm_b
     run(2)
     sync()
     compile_s = time.perf_counter() - t0
-    t = time.perf_counter()
-    run(3)
-    sync()
-    per = max((time.perf_counter() - t) / 3, 1e-9)
-    n = int(max(1, min(1_000_000, 0.1 * min_seconds / per)))
     be = get_backend(gemm_backend)
-    floor = GemmFloor(be.xp, weights, X, dt)
-    t_iter, t_gemm = [], []
-    for _ in range(3):
-        t_iter.append(_median_time(lambda: run(n), min_seconds / 3, sync) / n)
-        t_gemm.append(_median_time(floor, min_seconds / 6, be.synchronize))
-    sec = statistics.median(t_iter)
+    _, sec, gemm = _side_by_side(run, sync, GemmFloor(be.xp, weights, X, dt), be.synchronize, min_seconds)
     return Record(backend=peer, rows=rows, layers=list(layers), dtype=dtype, iterations_per_second=1 / sec,
                   samples_per_second=rows / sec, gflops=iteration_flops(rows, layers) / sec / 1e9,
-                  gemm_ratio=sec / statistics.median(t_gemm), device=device, kind="peer",
+                  gemm_ratio=sec / gemm, device=device, kind="peer",
                   compile_seconds=compile_s, seconds_per_iteration=sec)
 
 
@@ -373,12 +369,17 @@ def _groups(records):
 
 
 def run(backends, sizes, dtypes, peers=PEERS, min_seconds=0.5, progress=print):
+    """Every backend at every size first, then the peers: a peer's thread pools
+    (PyTorch's, XLA's) spin after its last op and would slow whatever is timed
+    next (measured: numba at 65536 rows read 1.25x its GEMMs right after the
+    peers, 1.02x without)."""
     records = []
     for dtype in dtypes:
         for rows in sizes:
             for name in backends:
                 records.append(bench_backend(name, rows, dtype, min_seconds=min_seconds))
                 progress(format_table(records[-1:]).splitlines()[-1])
+        for rows in sizes:
             for peer in peers:
                 rec = bench_peer(peer, rows, dtype, min_seconds=min_seconds)
                 if rec is not None:

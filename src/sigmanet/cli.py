@@ -77,7 +77,7 @@ def cmd_bench(args) -> int:
     sizes = args.sizes or (bench.QUICK_SIZES if args.quick else bench.DEFAULT_SIZES)
     if any(n < 1 for n in sizes):
         raise ValueError(f"--sizes must be positive row counts, got {sizes}")
-    min_seconds = 0.15 if args.quick else 0.6
+    min_seconds = args.seconds or (0.15 if args.quick else 0.6)
     peers = [] if args.no_peers else list(bench.PEERS)
     print(f"benchmarking {backends} (peers: {peers or 'none'}) on {sizes} rows, {args.dtype}")
     print(bench.format_table([]).splitlines()[0])
@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--sizes", type=_csv_list(int), help="comma-separated row counts")
     be.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     be.add_argument("--no-peers", action="store_true", help="skip the seed loop, PyTorch and JAX")
+    be.add_argument("--seconds", type=_positive_float, help="timing budget per cell (default 0.6; --quick 0.15)")
     be.add_argument("--out", default="bench-out", help="folder for results.json and throughput.png")
     be.set_defaults(func=cmd_bench)
 

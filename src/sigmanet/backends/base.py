@@ -177,7 +177,7 @@ class GemmTrainer(Trainer):
         """z (m, n_{k+1}) holds a[k] @ W[k]; add the bias and apply the sigmoid in place."""
         if self.b is not None:
             z += self.b[k]
-        sigmoid_unchecked(z, out=z)  # run() holds errstate(over="ignore")
+        sigmoid_unchecked(z, out=z)  # run() holds the errstate
 
     def error(self, y, a, tmp) -> float:
         """mean |y - a| over the batch (the seed's printed figure)."""
@@ -219,7 +219,9 @@ class GemmTrainer(Trainer):
         xp, L, cfg = self.xp, len(self.W), self.config
         err0 = float("nan")
         rows = None
-        with self.backend.limits(), np.errstate(over="ignore"):
+        # over: exp(-x) -> inf is the sigmoid's exact 0. invalid: only non-finite
+        # weights make NaN, and Network.fit reports that as DivergenceError.
+        with self.backend.limits(), np.errstate(over="ignore", invalid="ignore"):
             for i in range(iterations):
                 r0, r1 = batch_bounds(start + i, self.n_rows, cfg.batch_size)
                 if (r0, r1) != rows:  # full batch: cut once per interval

@@ -123,7 +123,9 @@ class _Worker:
             for g in self.gb:
                 g.fill(0)
         err = 0.0
-        with np.errstate(over="ignore"):  # thread-local: exp(-x) -> inf is the sigmoid's 0
+        # thread-local; as in GemmTrainer.run: overflow is the sigmoid's exact 0, and
+        # NaN only comes from non-finite weights, reported as DivergenceError
+        with np.errstate(over="ignore", invalid="ignore"):
             for r0, r1 in chunks:
                 m = r1 - r0
                 a = [X[r0:r1]] + [buf[:m] for buf in self.a[1:]]
@@ -173,14 +175,18 @@ class BlockedTrainer(Trainer):
         cfg, T = self.config, len(self.workers)
         err0 = float("nan")
         with self.backend.blas_limit(1):
+            rows = None
             for i in range(iterations):
                 r0, r1 = batch_bounds(start + i, self.X.shape[0], cfg.batch_size)
-                chunks = [(c, min(c + self.chunk, r1)) for c in range(r0, r1, self.chunk)]
+                if (r0, r1) != rows:  # full batch: cut once per interval
+                    rows = (r0, r1)
+                    chunks = [(c, min(c + self.chunk, r1)) for c in range(r0, r1, self.chunk)]
+                    shares = [chunks[t::T] for t in range(T)]
                 args = (self.W, self.b, self.X, self.y, cfg.loss == "bce", i == 0)
                 if self.pool is None:
-                    errs = [self.workers[0].process(chunks, *args)]
+                    errs = [self.workers[0].process(shares[0], *args)]
                 else:
-                    futures = [self.pool.submit(w.process, chunks[t::T], *args) for t, w in enumerate(self.workers)]
+                    futures = [self.pool.submit(w.process, shares[t], *args) for t, w in enumerate(self.workers)]
                     errs = [f.result() for f in futures]
                 if i == 0:
                     err0 = sum(errs) / ((r1 - r0) * self.y.shape[1])
