@@ -26,7 +26,7 @@ def check_agree(engine, layers, X, y, dtype="float64", bias=False, seed=0, **fit
     h = net.fit(X, y, **fit)
     assert h.iterations == h_ref.iterations
     np.testing.assert_allclose(h.errors, h_ref.errors, **TOL[dtype])
-    for got, want in zip(net.weights + (net.biases or []), ref.weights + (ref.biases or [])):
+    for got, want in zip(net.weights + (net.biases or []), ref.weights + (ref.biases or []), strict=True):
         assert got.dtype == np.dtype(dtype)
         np.testing.assert_allclose(got, want, **TOL[dtype])
     np.testing.assert_allclose(net.predict(X), ref.predict(X), **TOL[dtype])
@@ -39,7 +39,7 @@ def test_seed_run_agrees_with_the_seed_program(engine):
     net = sn.Network([3, 4, 1], backend=engine, seed=1, init="legacy")
     hist = net.fit(X, y, iterations=60000, report_every=10000)
     np.testing.assert_allclose(hist.errors, errors, rtol=1e-9)
-    for w, ref in zip(net.weights, weights):
+    for w, ref in zip(net.weights, weights, strict=True):
         np.testing.assert_allclose(w, ref, rtol=1e-9)
 
 
@@ -77,5 +77,5 @@ def test_fits_continue_identically_across_calls(engine, rng):
     two.fit(X, y, iterations=33, batch_size=8, reduction="mean")
     two.fit(X, y, iterations=37, batch_size=8, reduction="mean")
     assert two.iteration == one.iteration == 70
-    for a, b in zip(one.weights, two.weights):
+    for a, b in zip(one.weights, two.weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import zipfile
 
 import numpy as np
 import pytest
@@ -33,9 +32,9 @@ def test_save_load_round_trip_keeps_everything(tmp_path, rng):
     assert back.layers == net.layers and back.dtype == net.dtype and back.bias
     assert back.iteration == 30 and back.fit_options == net.fit_options
     assert back.input_names == ["a", "b", "c"] and back.target_names == ["t0", "t1"]
-    for a, b in zip(net.weights + net.biases, back.weights + back.biases):
+    for a, b in zip(net.weights + net.biases, back.weights + back.biases, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-    for a, b in zip(net.input_range, back.input_range):
+    for a, b in zip(net.input_range, back.input_range, strict=True):
         assert np.array_equal(a, b)
     assert np.array_equal(net.predict(Xr), back.predict(Xr))
 
@@ -50,7 +49,7 @@ def test_resume_is_exact_fit_n_save_load_fit_n_equals_fit_2n(tmp_path, rng):
     resumed = sn.load(tmp_path / "half.npz", backend="numpy")
     resumed.fit(Xr, yr, iterations=100, batch_size=16, reduction="mean")
     assert resumed.iteration == 200
-    for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
+    for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases, strict=True):
         assert np.array_equal(a, b)  # bit-identical on NumPy
 
 
@@ -180,7 +179,7 @@ def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path):
 
     def saves_in(net):
         """Each save adds 1 to every weight: one whole-number offset across all layers, or the file mixes saves."""
-        offsets = {float(v) for w, w0 in zip(net.weights, init) for v in np.unique(np.round(w - w0, 3))}
+        offsets = {float(v) for w, w0 in zip(net.weights, init, strict=True) for v in np.unique(np.round(w - w0, 3))}
         assert len(offsets) == 1, offsets
         return offsets.pop()
 

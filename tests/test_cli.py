@@ -20,7 +20,7 @@ def test_demo_prints_the_seed_errors_output_backend_and_time(capsys):
     errors, _, _ = seed_program()
     lines = [ln for ln in out.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 6
-    for line, ref in zip(lines, errors):
+    for line, ref in zip(lines, errors, strict=True):
         assert abs(float(line[len("Error:"):]) - ref) <= 1e-9 * ref
     assert "Output After Training:" in out
     assert "backend: numpy" in out and "us/iteration" in out and "compile" in out
@@ -73,7 +73,7 @@ def xor_csv(tmp_path):
     """A noisy XOR of two features at large, unscaled values, plus an ignored-by-name extra column."""
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
-    rows = [[100 * x + rng.normal(), -50 + 30 * z + rng.normal(), x ^ z] for x, z in zip(a, b)]
+    rows = [[100 * x + rng.normal(), -50 + 30 * z + rng.normal(), x ^ z] for x, z in zip(a, b, strict=True)]
     path = tmp_path / "xor.csv"
     write_csv(path, ["alpha", "beta", "label"], rows)
     return path

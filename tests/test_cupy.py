@@ -61,7 +61,7 @@ def test_graph_capture_succeeds_and_matches_eager(monkeypatch):
     e1, e2 = graph.run(0, 50), eager.run(0, 50)
     assert graph.graph is not None and graph.graph_error is None
     np.testing.assert_allclose(e1, e2, rtol=1e-9)
-    for a, c in zip(graph.weights()[0], eager.weights()[0]):
+    for a, c in zip(graph.weights()[0], eager.weights()[0], strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
 
 

@@ -108,7 +108,7 @@ def test_threads_option_sets_the_worker_count_and_results_agree(rng, monkeypatch
         assert len(tr.workers) == t
         net.fit(X, y, iterations=30, reduction="mean")
     for t in (2, 3):
-        for a, b in zip(nets[1].weights, nets[t].weights):
+        for a, b in zip(nets[1].weights, nets[t].weights, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12)
 
 

@@ -44,10 +44,10 @@ def test_the_step_is_minus_the_analytic_gradient_and_equals_finite_differences(b
     w0, b0 = net.weights, net.biases
     net.fit(X, y, iterations=1, loss=loss)
     params0 = w0 + (b0 or [])
-    steps = [a - b for a, b in zip(net.weights + (net.biases or []), params0)]
+    steps = [a - b for a, b in zip(net.weights + (net.biases or []), params0, strict=True)]
     L = len(w0)
     h = 1e-6
-    for i, (p, step) in enumerate(zip(params0, steps)):
+    for i, (p, step) in enumerate(zip(params0, steps, strict=True)):
         for idx in np.ndindex(p.shape):
             plus = [q.copy() for q in params0]
             minus = [q.copy() for q in params0]
@@ -68,7 +68,7 @@ def test_backends_agree_with_numpy_on_random_problems(backend, problem, dtype, b
     nets = [sn.Network(layers, backend=b, seed=seed, dtype=dtype) for b in ("numpy", backend)]
     hists = [n.fit(X, y, iterations=20, report_every=5, reduction="mean", batch_size=batch) for n in nets]
     np.testing.assert_allclose(hists[1].errors, hists[0].errors, **tol)
-    for a, b in zip(nets[1].weights, nets[0].weights):
+    for a, b in zip(nets[1].weights, nets[0].weights, strict=True):
         np.testing.assert_allclose(a, b, **tol)
 
 
@@ -93,7 +93,7 @@ def test_save_then_load_is_the_identity(backend, tmp_path_factory, problem, bias
     net.save(path)
     back = sn.load(path, backend=backend)
     assert (back.layers, back.dtype, back.bias, back.iteration) == (net.layers, net.dtype, net.bias, net.iteration)
-    for a, b in zip(net.weights + (net.biases or []), back.weights + (back.biases or [])):
+    for a, b in zip(net.weights + (net.biases or []), back.weights + (back.biases or []), strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
@@ -106,5 +106,5 @@ def test_the_same_seed_gives_the_same_weights_run_after_run(backend, problem):
         net = sn.Network(layers, backend=backend, seed=seed)
         net.fit(X, y, iterations=10)
         runs.append(net.weights)
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=True):
         assert np.array_equal(a, b)

@@ -1,6 +1,5 @@
 """Numerical faults and interruptions: clear errors, nothing lost."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ def test_divergence_stops_with_the_iteration_and_keeps_the_last_finite_weights(b
         net.fit(X * 1000, Y, iterations=100, learning_rate=1e308, loss="bce", report_every=10)
     assert e.value.iteration == 100 and isinstance(e.value, FloatingPointError)
     assert net.iteration == 100
-    for a, b in zip(net.weights, kept):
+    for a, b in zip(net.weights, kept, strict=True):
         assert np.array_equal(a, b)
     net.fit(X, Y, iterations=10)  # still usable
     assert net.iteration == 110
@@ -47,11 +46,11 @@ def test_keyboard_interrupt_leaves_the_last_completed_interval(backend):
     assert net.iteration == 400  # the interval starting at 300 had completed when its report ran
     ref = sn.Network([3, 4, 1], backend=backend, seed=1, init="legacy")
     ref.fit(X, Y, iterations=400)
-    for a, b in zip(net.weights, ref.weights):
+    for a, b in zip(net.weights, ref.weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     net.fit(X, Y, iterations=600)
     ref.fit(X, Y, iterations=600)
-    for a, b in zip(net.weights, ref.weights):
+    for a, b in zip(net.weights, ref.weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 

@@ -20,7 +20,7 @@ def test_numpy_backend_reproduces_seed_program(seed_run):
     hist = net.fit(X, y, iterations=60000, learning_rate=1.0, report_every=10000)
     assert hist.iterations == [0, 10000, 20000, 30000, 40000, 50000]
     np.testing.assert_allclose(hist.errors, errors, rtol=1e-9, atol=0)
-    for w, ref in zip(net.weights, weights):
+    for w, ref in zip(net.weights, weights, strict=True):
         np.testing.assert_allclose(w, ref, rtol=1e-9, atol=0)
     assert net.iteration == 60000
     # the seed prints l2 from its last forward pass, before the last update
@@ -34,7 +34,7 @@ def test_legacy_init_is_the_seeds_draw_without_touching_global_state():
     assert np.array_equal(np.random.get_state()[1], before)
     rs = np.random.RandomState(1)
     expected = [2 * rs.random_sample((3, 4)) - 1, 2 * rs.random_sample((4, 1)) - 1]
-    for w, e in zip(net.weights, expected):
+    for w, e in zip(net.weights, expected, strict=True):
         assert np.array_equal(w, e)
 
 
@@ -49,7 +49,7 @@ def test_numpy_backend_matches_reference_loop_on_random_shapes(rng, layers, n):
     hist = net.fit(X, y, iterations=120, learning_rate=0.5, report_every=40, reduction="mean")
     errs, W, _ = reference_fit(w0, X, y, 120, lr=0.5, report_every=40, reduction="mean")
     np.testing.assert_allclose(hist.errors, errs, rtol=1e-9)
-    for w, ref in zip(net.weights, W):
+    for w, ref in zip(net.weights, W, strict=True):
         np.testing.assert_allclose(w, ref, rtol=1e-9, atol=1e-12)
 
 
@@ -67,7 +67,7 @@ def test_options_beyond_the_seed_match_reference(rng, loss, reduction, batch_siz
     errs, W, B = reference_fit(w0, X, y, 50, lr=0.3, report_every=10, biases=b0, loss=loss,
                                reduction=reduction, batch_size=batch_size)
     np.testing.assert_allclose(hist.errors, errs, rtol=1e-9)
-    for got, ref in zip(net.weights + net.biases, W + B):
+    for got, ref in zip(net.weights + net.biases, W + B, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
@@ -79,7 +79,7 @@ def test_defaults_keep_the_seeds_behaviour():
     ha = a.fit(X, y, iterations=500)
     hb = b.fit(X, y, iterations=500, learning_rate=1.0, loss="mse", batch_size=None, reduction="sum")
     assert ha.errors == hb.errors and a.biases is None
-    for wa, wb in zip(a.weights, b.weights):
+    for wa, wb in zip(a.weights, b.weights, strict=True):
         assert np.array_equal(wa, wb)
 
 

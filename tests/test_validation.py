@@ -16,7 +16,7 @@ def snapshot(net):
 def assert_unchanged(net, snap):
     ws, it, be, opts, rng = snapshot(net)
     assert it == snap[1] and be == snap[2] and opts == snap[3] and rng is snap[4]
-    for a, b in zip(ws, snap[0]):
+    for a, b in zip(ws, snap[0], strict=True):
         assert np.array_equal(a, b)
 
 

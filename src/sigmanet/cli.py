@@ -86,7 +86,7 @@ def cmd_bench(args) -> int:
     if "numpy" in backends or len(backends) > 1:
         fastest = [b for b in backends if b != "numpy"][:1] or ["numpy"]
         seed = bench.seed_fit_speedup(fastest[0], repeats=1 if args.quick else 3)
-        print(f"\nseed run through Network.fit (60000 iterations, compile excluded): "
+        print("\nseed run through Network.fit (60000 iterations, compile excluded): "
               + ", ".join(f"{k} {v * 1e6:.3f} us/iteration" for k, v in seed.items() if k != "speedup")
               + f"; {fastest[0]} is {seed['speedup']:.1f}x numpy")
     for path in bench.write_results(records, args.out):
