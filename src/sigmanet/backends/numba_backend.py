@@ -3,8 +3,9 @@
 Two strategies, picked by size (see ``SMALL_LIMIT``):
 
 * small networks: :class:`FusedTrainer` runs a whole report interval in one
-  compiled call (``_numba_kernels.train_small``): no Python and no allocation
-  between iterations.
+  compiled call: no Python and no allocation between iterations. Nets at
+  most 16 wide get a kernel generated for their layer sizes
+  (``_numba_codegen``); wider ones the generic ``_numba_kernels.train_small``.
 * large data: :class:`BlockedTrainer` cuts each batch into row chunks that
   stay in the L2 cache and hands them to worker threads. Per chunk the matrix
   products go to BLAS (the one NumPy uses), exp to NumPy's SIMD ufunc, and
