@@ -10,7 +10,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import sigmanet as sn  # noqa: E402
 
-CPU_BACKENDS = ["numpy", "numba"]
 ALL_BACKENDS = ["numpy", "numba", "cupy"]
 
 

@@ -13,6 +13,7 @@ would have replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -74,23 +75,15 @@ def save(net, path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with _suppress():  # make the rename itself durable
+    with contextlib.suppress(OSError):  # make the rename itself durable (not every OS can fsync a folder)
         dfd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def read(path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -71,8 +71,9 @@ class FusedTrainer(Trainer):
         self.specialised = None
         if w <= _codegen().MAX_WIDTH:  # narrow: loop bounds as constants (see _numba_codegen)
             self.specialised = _codegen().specialised(tuple(int(n) for n in self.sizes))
-        self.WT = np.zeros_like(self.W)
-        self.G = np.zeros((w, w), dt)
+        if self.specialised is None:  # the generic kernel's transposed weights and gradient scratch
+            self.WT = np.zeros_like(self.W)
+            self.G = np.zeros((w, w), dt)
         self.A = np.zeros((L + 1, m, w), dt)
         self.D = np.zeros((L + 1, m, w), dt)
 
