@@ -80,6 +80,12 @@ def test_missing_file():
         sn.load("/nonexistent/model.npz")
 
 
+def set_patched_flag(data: bytes) -> bytes:
+    """Set flag bit 5 ("compressed patched data") in the first central-directory entry of a zip."""
+    at = data.index(b"PK\x01\x02") + 8
+    return data[:at] + bytes([data[at] | 0x20]) + data[at + 1:]
+
+
 def good_model(tmp_path):
     path = tmp_path / "m.npz"
     sn.Network([3, 4, 1], backend="numpy", seed=0).save(path)
@@ -104,6 +110,8 @@ def rewrite(path, mutate):
     (lambda p: rewrite(p, lambda a: a["W0"].__setitem__((0, 0), 9.0)), "checksum"),
     (lambda p: rewrite(p, lambda a: a.pop("W1")), "checksum"),
     (lambda p: rewrite(p, lambda a: a.pop("header")), "no sigmanet header"),
+    # flag bit 5 in a central-directory entry: zipfile raises NotImplementedError (found by the random flips)
+    (lambda p: p.write_bytes(set_patched_flag(p.read_bytes())), "NotImplementedError"),
 ])
 def test_damaged_files_raise_model_file_error(tmp_path, damage, match):
     path = good_model(tmp_path)

@@ -144,6 +144,16 @@ def test_train_rejects_bad_tables_with_a_clear_message(tmp_path, capsys, content
     assert re.search(message, capsys.readouterr().err)
 
 
+def test_train_reports_a_damaged_npz_cleanly(tmp_path, capsys):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.ones((3, 2)), y=np.ones((3, 1)))
+    from test_checkpoint import set_patched_flag
+
+    path.write_bytes(set_patched_flag(path.read_bytes()))
+    assert main(["train", str(path), "--no-progress"]) == 2
+    assert "not a readable .npz file" in capsys.readouterr().err
+
+
 def test_train_missing_file(capsys):
     assert main(["train", "/nonexistent.csv", "--target", "y"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -19,7 +19,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +93,12 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise ModelFileError(f"{path!r} is not a readable sigmanet model (truncated or corrupted?): {e}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged zips raise BadZipFile, EOFError, zlib.error,
+        # NotImplementedError (a flipped flag bit), ValueError...: all mean the same to the caller
+        raise ModelFileError(f"{path!r} is not a readable sigmanet model (truncated or corrupted?): "
+                             f"{type(e).__name__}: {e}") from None
     if "header" not in arrays or "checksum" not in arrays:
         raise ModelFileError(f"{path!r} is not a sigmanet model: it has no sigmanet header")
     header_text = str(arrays.pop("header"))

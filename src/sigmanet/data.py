@@ -108,21 +108,23 @@ def read_table(path, target=None):
 def _load_npy(path):
     try:
         a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path!r} is not a readable .npy array: {e}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file may raise anything; say what it is
+        raise ValueError(f"{path!r} is not a readable .npy array: {type(e).__name__}: {e}") from None
     if a.ndim != 2:
         raise ValueError(f"{path!r} must hold a 2-D table, got shape {a.shape}")
     return a
 
 
 def _read_npz(path, target):
-    import zipfile
-
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path!r} is not a readable .npz file: {e}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file may raise anything; say what it is
+        raise ValueError(f"{path!r} is not a readable .npz file: {type(e).__name__}: {e}") from None
     if "X" not in arrays:
         raise ValueError(f"{path!r} must hold an array named 'X' (and 'y' for training); it holds {sorted(arrays)}")
     X = arrays["X"]
