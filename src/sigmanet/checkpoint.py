@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .data import load_arrays
 from .errors import ModelFileError
 
 FORMAT = "sigmanet-model"
@@ -90,16 +91,8 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as e:  # noqa: BLE001 - damaged zips raise BadZipFile, EOFError, zlib.error,
-        # NotImplementedError (a flipped flag bit), ValueError...: all mean the same to the caller
-        raise ModelFileError(f"{path!r} is not a readable sigmanet model (truncated or corrupted?): "
-                             f"{type(e).__name__}: {e}") from None
-    if "header" not in arrays or "checksum" not in arrays:
+    arrays = load_arrays(path, "a readable sigmanet model (truncated or corrupted?)", ModelFileError)
+    if not isinstance(arrays, dict) or "header" not in arrays or "checksum" not in arrays:
         raise ModelFileError(f"{path!r} is not a sigmanet model: it has no sigmanet header")
     header_text = str(arrays.pop("header"))
     checksum = str(arrays.pop("checksum"))

@@ -105,28 +105,38 @@ def read_table(path, target=None):
     return _split(table, names, target, path, by_index=False)
 
 
-def _load_npy(path):
+def load_arrays(path, what: str, error: type[Exception] = ValueError):
+    """``np.load(path, allow_pickle=False)``, with a .npz's contents read into a dict.
+
+    A damaged file can make zipfile, zlib or NumPy raise almost anything
+    (BadZipFile, EOFError, zlib.error, NotImplementedError for a flipped flag
+    bit, ValueError...); all of them become ``error`` saying ``path`` is not
+    ``what``. The OS's own file errors pass through unchanged.
+    """
     try:
-        a = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+        return loaded
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except Exception as e:  # noqa: BLE001 - a damaged file may raise anything; say what it is
-        raise ValueError(f"{path!r} is not a readable .npy array: {type(e).__name__}: {e}") from None
-    if a.ndim != 2:
-        raise ValueError(f"{path!r} must hold a 2-D table, got shape {a.shape}")
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise error(f"{path!r} is not {what}: {type(e).__name__}: {e}") from None
+
+
+def _load_npy(path):
+    a = load_arrays(path, "a readable .npy array")
+    if not isinstance(a, np.ndarray) or a.ndim != 2:
+        raise ValueError(f"{path!r} must hold a 2-D table, got {getattr(a, 'shape', 'an .npz archive')}")
     return a
 
 
 def _read_npz(path, target):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as e:  # noqa: BLE001 - a damaged file may raise anything; say what it is
-        raise ValueError(f"{path!r} is not a readable .npz file: {type(e).__name__}: {e}") from None
-    if "X" not in arrays:
-        raise ValueError(f"{path!r} must hold an array named 'X' (and 'y' for training); it holds {sorted(arrays)}")
+    arrays = load_arrays(path, "a readable .npz file")
+    if not isinstance(arrays, dict) or "X" not in arrays:
+        held = sorted(arrays) if isinstance(arrays, dict) else "one bare array"
+        raise ValueError(f"{path!r} must hold an array named 'X' (and 'y' for training); it holds {held}")
     X = arrays["X"]
     y = arrays.get("y")
     if X.ndim != 2:
