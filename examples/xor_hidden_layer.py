@@ -11,7 +11,7 @@ at an error of 0.5; with four hidden units, [3, 4, 1] drives it toward 0.
 import argparse
 
 import sigmanet as sn
-from sigmanet.data import seed_table
+from sigmanet.datasets import tutorial_table
 
 
 def main(argv=None):
@@ -20,7 +20,7 @@ def main(argv=None):
     p.add_argument("--plot", help="write the two error curves to this PNG")
     args = p.parse_args(argv)
 
-    X, y = seed_table()
+    X, y = tutorial_table()
     curves = {}
     for layers in ([3, 1], [3, 4, 1]):
         net = sn.Network(layers, backend="auto", seed=1, init="legacy")

@@ -16,7 +16,11 @@
 // The sigmoid is the exact 1 / (1 + exp(-z)): exp(-z) overflowing to inf gives
 // the correct 0, so no clamping is needed.
 
-#define SN_MAX_LAYERS 16
+// The layer cap comes from the compiler command line (-DSN_MAX_LAYERS=...),
+// from MAX_LAYERS in src/sigmanet/backends/_cuda.py: one constant, one place.
+#ifndef SN_MAX_LAYERS
+#error "compile with -DSN_MAX_LAYERS=<n> (sigmanet.backends._cuda.MAX_LAYERS)"
+#endif
 
 __device__ __forceinline__ float sn_sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ double sn_sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
@@ -132,9 +136,9 @@ __global__ void gemm_tiled(int M, int N, int K, const T* __restrict__ A, const T
 // (|W| + |B| + 2 * m_max * sum(n_k)) * sizeof(T).
 template <typename T>
 __global__ void train_small(const T* __restrict__ X, const T* __restrict__ Y, T* W, T* B,
-                            const int* __restrict__ sizes, int L, int n_rows, int batch_size,
-                            long long start, int iterations, double lr, int bce, int mean, int use_bias,
-                            double* err0)
+                            const int* __restrict__ sizes, int L, int n_rows, long long start,
+                            int iterations, int batch_size, double learning_rate, int bce, int mean,
+                            int use_bias, double* err0)
 {
     extern __shared__ double sn_smem[];  // double: aligned for either T
     __shared__ int n[SN_MAX_LAYERS + 1], woff[SN_MAX_LAYERS + 1], boff[SN_MAX_LAYERS + 1];
@@ -229,7 +233,7 @@ __global__ void train_small(const T* __restrict__ X, const T* __restrict__ Y, T*
             __syncthreads();
         }
         // gradient step for every layer at once (all deltas are computed; nothing reads W here)
-        const T scale = (T)(mean ? lr / m : lr);
+        const T scale = (T)(mean ? learning_rate / m : learning_rate);
         for (int q = tid; q < nW; q += nt) {
             int k = 0;
             while (q >= woff[k + 1]) ++k;

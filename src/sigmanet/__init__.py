@@ -10,9 +10,8 @@ backend is first asked for.
 
 from ._version import __version__
 from .backends import available_backends, backend_status
-from .checkpoint import load
 from .errors import BackendUnavailableError, DivergenceError, ModelFileError, SigmanetError
-from .network import History, Network
+from .network import History, Network, load
 from .numerics import sigmoid
 
 __all__ = [

@@ -13,18 +13,11 @@ import operator
 
 import numpy as np
 
+from .backends import array_namespace
+
 DTYPES = ("float32", "float64")
 LOSSES = ("mse", "bce")
 REDUCTIONS = ("sum", "mean")
-
-
-def array_module(x):
-    """NumPy, or CuPy for a CuPy array (imported only when one is seen)."""
-    if type(x).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def check_layers(layers) -> tuple[int, ...]:
@@ -87,7 +80,7 @@ def check_seed(seed):
 
 def _as_numeric_2d(name: str, a, n_cols: int, allow_1d_column: bool):
     """Return ``a`` as a 2-D array of its own module, checked for kind and values."""
-    xp = array_module(a)
+    xp = array_namespace(a)
     if xp is np:
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}")
@@ -104,17 +97,31 @@ def _as_numeric_2d(name: str, a, n_cols: int, allow_1d_column: bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.ndim == 1 and allow_1d_column and n_cols == 1:
         arr = arr.reshape(-1, 1)
-    if arr.ndim != 2:
-        hint = " (reshape a single example with x.reshape(1, -1))" if arr.ndim == 1 else ""
-        raise ValueError(f"{name} must be 2-D (rows x columns), got shape {arr.shape}{hint}")
+    if arr.ndim != 2 or arr.shape[1] != n_cols:
+        raise ValueError(f"{name} {_shape_problem(name, arr, n_cols)}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows")
-    if arr.shape[1] != n_cols:
-        raise ValueError(f"{name} has {arr.shape[1]} columns but the network expects {n_cols}")
     if kind == "f" and not bool(xp.isfinite(arr).all()):
         bad = int((~xp.isfinite(arr)).sum())
         raise ValueError(f"{name} holds {bad} NaN or infinite value(s); remove or impute them first")
     return arr
+
+
+def _shape_problem(name: str, arr, n_cols: int) -> str:
+    """What is wrong with ``arr``'s shape for ``n_cols`` columns, and what to do about it."""
+    got = f"got shape {arr.shape}"
+    if name == "y":
+        want = f"the network has {n_cols} output{'s' * (n_cols > 1)}, so y needs {n_cols} column{'s' * (n_cols > 1)}"
+        if arr.ndim in (1, 2) and (arr.ndim == 1 or arr.shape[1] == 1) and n_cols > 1:
+            return (f"has one column of values ({got}) but {want}. For class labels, one-hot encode them: "
+                    f"one 0/1 column per class, e.g. np.eye({n_cols})[labels]")
+        return f"must be 2-D (rows x columns) and {want}; {got}"
+    want = f"the network takes {n_cols} input{'s' * (n_cols > 1)} per row"
+    if arr.ndim == 1 and arr.shape[0] == n_cols:
+        return f"must be 2-D (rows x columns), {got}: {want}; for a single example use x.reshape(1, -1)"
+    if arr.ndim == 2:
+        return f"has {arr.shape[1]} columns, but {want}"
+    return f"must be 2-D (rows x columns) with {n_cols} columns: {want}; {got}"
 
 
 def check_inputs(X, n_inputs: int):
@@ -127,7 +134,7 @@ def check_targets(y, n_outputs: int, n_rows: int):
     arr = _as_numeric_2d("y", y, n_outputs, allow_1d_column=True)
     if arr.shape[0] != n_rows:
         raise ValueError(f"X has {n_rows} rows but y has {arr.shape[0]}; they must match")
-    xp = array_module(arr)
+    xp = array_namespace(arr)
     lo, hi = float(xp.min(arr)), float(xp.max(arr))
     if lo < 0 or hi > 1:
         raise ValueError(

@@ -1,4 +1,8 @@
-"""Save and load models as one .npz file.
+"""The model file format: one .npz file, read and written here and nowhere else.
+
+This module knows files, not networks: it writes the state that
+``Network.get_state()`` returns and reads back what ``Network.from_state()``
+takes (``sigmanet.load`` joins the two).
 
 The file holds only plain arrays (read with ``allow_pickle=False``): the
 weights and biases as host NumPy arrays, so a model trained on a GPU loads on
@@ -24,11 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .data import load_arrays
+from .io import load_arrays
 from .errors import ModelFileError
 
 FORMAT = "sigmanet-model"
 FORMAT_VERSION = 1
+# What the JSON header carries of a model's state (the arrays travel beside it).
+_HEADER_KEYS = ("layers", "dtype", "bias", "iteration", "seed", "init", "fit_options", "target_names",
+                "input_names")
 
 
 def _digest(header: str, arrays: dict[str, np.ndarray]) -> str:
@@ -40,27 +47,19 @@ def _digest(header: str, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save(net, path) -> None:
-    """Write ``net`` to ``path`` (exactly that name; no suffix is added)."""
+def write(path, state: dict) -> None:
+    """Write a model's state (``Network.get_state()``) to ``path``, exactly that name; no suffix is added."""
     path = Path(os.fspath(path))
-    arrays = {f"W{k}": w for k, w in enumerate(net._state.weights)}
-    if net._state.biases is not None:
-        arrays.update({f"b{k}": b for k, b in enumerate(net._state.biases)})
-    if net.input_range is not None:
-        arrays["input_min"], arrays["input_max"] = net.input_range
+    arrays = {f"W{k}": w for k, w in enumerate(state["weights"])}
+    if state["biases"] is not None:
+        arrays.update({f"b{k}": b for k, b in enumerate(state["biases"])})
+    if state["input_range"] is not None:
+        arrays["input_min"], arrays["input_max"] = state["input_range"]
     header = json.dumps({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
-        "layers": list(net.layers),
-        "dtype": net.dtype.name,
-        "bias": net.bias,
-        "iteration": net.iteration,
-        "seed": net.seed,
-        "init": net.init,
-        "fit_options": net.fit_options,
-        "target_names": net.target_names,
-        "input_names": net.input_names,
+        **{key: state[key] for key in _HEADER_KEYS},
     }, sort_keys=True)
     buf = io.BytesIO()
     np.savez(buf, header=np.array(header), checksum=np.array(_digest(header, arrays)), **arrays)
@@ -86,8 +85,23 @@ def save(net, path) -> None:
             os.close(dfd)
 
 
-def read(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The verified header and arrays of a model file."""
+def read(path) -> dict:
+    """The verified model state in a model file, as ``Network.from_state`` takes it."""
+    header, arrays = _read_verified(path)
+    try:
+        n = len(header["layers"]) - 1
+        state = {key: header.get(key) for key in _HEADER_KEYS}
+        state["layers"], state["dtype"], state["iteration"] = header["layers"], header["dtype"], header["iteration"]
+        state["bias"] = bool(header["bias"])
+        state["weights"] = [arrays[f"W{k}"] for k in range(n)]
+        state["biases"] = [arrays[f"b{k}"] for k in range(n)] if state["bias"] else None
+    except (KeyError, TypeError) as e:
+        raise ModelFileError(f"{os.fspath(path)!r} has an inconsistent model: {type(e).__name__}: {e}") from None
+    state["input_range"] = (arrays["input_min"], arrays["input_max"]) if "input_min" in arrays else None
+    return state
+
+
+def _read_verified(path) -> tuple[dict, dict[str, np.ndarray]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
@@ -110,38 +124,3 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     if _digest(header_text, arrays) != checksum:
         raise ModelFileError(f"{path!r} failed its checksum: the file is corrupted")
     return header, arrays
-
-
-def load(path, backend: str = "auto", *, threads: int | None = None):
-    """Load a model saved by :meth:`Network.save` onto ``backend``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    sigmanet.ModelFileError
-        If the file is truncated, corrupted, not a sigmanet model, or from a
-        newer format.
-    """
-    from .network import Network
-
-    header, arrays = read(path)
-    try:
-        layers = header["layers"]
-        n = len(layers) - 1
-        net = Network(layers, backend=backend, dtype=header["dtype"], seed=header.get("seed"),
-                      init=header.get("init", "glorot"), bias=bool(header["bias"]), threads=threads)
-        weights = [arrays[f"W{k}"] for k in range(n)]
-        biases = [arrays[f"b{k}"] for k in range(n)] if net.bias else None
-        net.set_weights(weights, biases)
-    except (KeyError, TypeError, ValueError) as e:
-        if type(e).__module__.startswith("sigmanet"):
-            raise
-        raise ModelFileError(f"{os.fspath(path)!r} has an inconsistent model: {e}") from None
-    net._set_state(net._state.weights, net._state.biases, int(header["iteration"]))
-    if "input_min" in arrays:
-        net.set_input_range(arrays["input_min"], arrays["input_max"])
-    net.fit_options = dict(header.get("fit_options") or {})
-    net.target_names = header.get("target_names")
-    net.input_names = header.get("input_names")
-    return net

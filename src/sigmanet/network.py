@@ -11,14 +11,18 @@ it was after its last completed interval.
 from __future__ import annotations
 
 import math
+import os
+import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from . import _validation as v
-from .backends import TrainConfig, get_backend
-from .errors import DivergenceError
+from . import checkpoint
+from .backends import TrainConfig, array_namespace, get_backend
+from .errors import DivergenceError, ModelFileError
 
 INITS = ("glorot", "legacy")
 
@@ -115,6 +119,13 @@ class Network:
 
     def __init__(self, layers, *, backend="auto", dtype="float64", seed=None, init="glorot",
                  bias=False, threads=None):
+        self._configure(layers, backend, dtype, seed, init, bias, threads)
+        weights = init_weights(self.layers, self.dtype, self.seed, init)
+        biases = [np.zeros(n, self.dtype) for n in self.layers[1:]] if self.bias else None
+        self._set_state(weights, biases, 0)
+
+    def _configure(self, layers, backend, dtype, seed, init, bias, threads):
+        """Check and store everything but the weights (shared by ``__init__`` and :meth:`from_state`)."""
         self.layers = v.check_layers(layers)
         self.dtype = v.check_dtype(dtype)
         seed = v.check_seed(seed)
@@ -125,12 +136,9 @@ class Network:
         self._backend = get_backend(backend, threads=self.threads)
         self.bias = bool(bias)
         self.seed, self.init = seed, init
-        weights = init_weights(self.layers, self.dtype, seed, init)
-        biases = [np.zeros(n, self.dtype) for n in self.layers[1:]] if self.bias else None
-        self._set_state(weights, biases, 0)
         self.input_range = None  # (min, max) per input column, applied by fit/predict; see set_input_range
         self.fit_options: dict = {}  # the options of the last fit, stored in checkpoints
-        self.input_names = self.target_names = None  # column names, when trained from a CSV
+        self.input_names = self.target_names = None  # column names, when trained from a table
 
     # -- model state --
 
@@ -140,6 +148,49 @@ class Network:
             None if biases is None else tuple(_frozen(b) for b in biases),
             int(iteration),
         )
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything that defines the model, as plain values and host NumPy arrays.
+
+        The inverse of :meth:`from_state`; checkpoints store exactly this.
+
+        Returns
+        -------
+        dict
+            ``layers``, ``dtype``, ``bias``, ``seed``, ``init``, ``iteration``,
+            ``weights``, ``biases`` (None without bias), ``input_range``
+            (None, or a (min, max) pair of arrays), ``fit_options``,
+            ``input_names`` and ``target_names``.
+        """
+        return {
+            "layers": list(self.layers), "dtype": self.dtype.name, "bias": self.bias, "seed": self.seed,
+            "init": self.init, "iteration": self.iteration, "weights": self.weights, "biases": self.biases,
+            "input_range": None if self.input_range is None else tuple(a.copy() for a in self.input_range),
+            "fit_options": dict(self.fit_options), "input_names": self.input_names,
+            "target_names": self.target_names,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, *, backend: str = "auto", threads: int | None = None) -> Network:
+        """A network rebuilt from :meth:`get_state`'s dict, on ``backend``; no random draw is made.
+
+        Raises
+        ------
+        ValueError, TypeError, KeyError
+            If the state is inconsistent (weights of the wrong shape, a
+            negative iteration, a missing key).
+        """
+        net = cls.__new__(cls)
+        net._configure(state["layers"], backend, state["dtype"], state.get("seed"), state.get("init", "glorot"),
+                       state["bias"], threads)
+        weights, biases = net._checked_weights(state["weights"], state.get("biases"))
+        net._set_state(weights, biases, v.check_int("iteration", state["iteration"], minimum=0))
+        if state.get("input_range") is not None:
+            net.set_input_range(*state["input_range"])
+        net.fit_options = dict(state.get("fit_options") or {})
+        net.input_names = state.get("input_names")
+        net.target_names = state.get("target_names")
+        return net
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -158,43 +209,82 @@ class Network:
 
     @property
     def backend(self) -> str:
+        """The name of the backend the network trains and predicts on."""
         return self._backend.name
 
-    def to(self, backend: str) -> "Network":
+    @property
+    def device(self) -> str:
+        """What the backend runs on: the CPU's model, or the GPU's name."""
+        return self._backend.device()
+
+    def to(self, backend: str) -> Network:
         """Move the network to another backend (the weights are host arrays: nothing else changes)."""
         self._backend = get_backend(backend, threads=self.threads)
         return self
 
-    def set_weights(self, weights, biases=None):
-        """Replace the weights (and biases), checked against the layer sizes."""
+    def _checked_weights(self, weights, biases):
+        """(weights, biases) as host arrays of the model's dtype, checked against the layer sizes."""
+        shapes = list(zip(self.layers[:-1], self.layers[1:]))
+        if len(weights) != len(shapes):
+            raise ValueError(f"weights must hold {len(shapes)} matrices, got {len(weights)}")
         ws = []
-        for k, (shape, w) in enumerate(zip(zip(self.layers[:-1], self.layers[1:]), weights)):
+        for k, (shape, w) in enumerate(zip(shapes, weights)):
             w = np.asarray(w)
             if w.shape != shape:
                 raise ValueError(f"weights[{k}] must have shape {shape}, got {w.shape}")
             if w.dtype.kind not in "biuf" or not np.isfinite(w).all():
                 raise ValueError(f"weights[{k}] must be finite real numbers")
             ws.append(w.astype(self.dtype))
-        if len(ws) != len(self.layers) - 1:
-            raise ValueError(f"weights must hold {len(self.layers) - 1} matrices, got {len(weights)}")
-        bs = None
-        if self.bias:
-            if biases is None or len(biases) != len(ws):
-                raise ValueError(f"biases must hold {len(ws)} vectors for a network with bias")
-            bs = []
-            for k, (n, b) in enumerate(zip(self.layers[1:], biases)):
-                b = np.asarray(b)
-                if b.shape != (n,) or b.dtype.kind not in "biuf" or not np.isfinite(b).all():
-                    raise ValueError(f"biases[{k}] must be {n} finite real numbers, got shape {b.shape}")
-                bs.append(b.astype(self.dtype))
-        elif biases is not None:
-            raise ValueError("biases given for a network built with bias=False")
+        if not self.bias:
+            if biases is not None:
+                raise ValueError("biases given for a network built with bias=False")
+            return ws, None
+        if biases is None or len(biases) != len(ws):
+            raise ValueError(f"biases must hold {len(ws)} vectors for a network with bias")
+        bs = []
+        for k, (n, b) in enumerate(zip(self.layers[1:], biases)):
+            b = np.asarray(b)
+            if b.shape != (n,) or b.dtype.kind not in "biuf" or not np.isfinite(b).all():
+                raise ValueError(f"biases[{k}] must be {n} finite real numbers, got shape {b.shape}")
+            bs.append(b.astype(self.dtype))
+        return ws, bs
+
+    def set_weights(self, weights, biases=None) -> None:
+        """Replace the weights (and biases); the iteration count is kept.
+
+        Parameters
+        ----------
+        weights : sequence of array-like
+            One matrix per layer, ``weights[k]`` of shape ``(n_k, n_{k+1})``;
+            cast to the network's dtype.
+        biases : sequence of array-like, optional
+            One vector per layer, ``(n_{k+1},)``; required with ``bias=True``
+            and refused without.
+
+        Raises
+        ------
+        ValueError
+            For a wrong count, a wrong shape, or a non-finite value; the
+            network is left unchanged.
+        """
+        ws, bs = self._checked_weights(weights, biases)
         self._set_state(ws, bs, self.iteration)
 
-    def set_input_range(self, lo, hi):
-        """Scale inputs by ``(X - lo) / (hi - lo)`` in fit and predict (None, None: off).
+    def set_input_range(self, lo, hi) -> None:
+        """Scale inputs by ``(X - lo) / (hi - lo)`` in fit and predict, per column.
 
-        Columns with ``hi == lo`` map to 0. The range is saved with the model.
+        Parameters
+        ----------
+        lo, hi : array-like of shape (n0,), or both None
+            The smallest and largest value of each input column; columns with
+            ``hi == lo`` map to 0. ``None, None`` turns scaling off. The range
+            is saved with the model.
+
+        Raises
+        ------
+        ValueError
+            If the shapes do not match the inputs, or a value is not finite,
+            or ``hi < lo`` in some column (the message names the columns).
         """
         if lo is None and hi is None:
             self.input_range = None
@@ -204,23 +294,28 @@ class Network:
         n = self.layers[0]
         if lo.shape != (n,) or hi.shape != (n,):
             raise ValueError(f"the input range needs {n} minima and maxima, got {lo.shape} and {hi.shape}")
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all()) or (hi < lo).any():
-            raise ValueError("the input range must be finite with max >= min in every column")
+        bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)) | (hi < lo))
+        if bad.size:
+            raise ValueError(f"the input range must be finite with max >= min in every column; "
+                             f"input column(s) {bad.tolist()} are not (min {lo[bad].tolist()}, max {hi[bad].tolist()})")
         self.input_range = (lo, hi)
 
-    def _scaled(self, X):
-        if self.input_range is None:
+    @staticmethod
+    def _scaled(X, input_range):
+        """X mapped by ``(X - lo) / (hi - lo)`` per column (X itself when there is no range)."""
+        if input_range is None:
             return X
-        xp = v.array_module(X)
-        lo, hi = (xp.asarray(a) for a in self.input_range)
+        xp = array_namespace(X)
+        lo, hi = (xp.asarray(a) for a in input_range)
         span = xp.where(hi > lo, hi - lo, 1.0)
         return (X - lo) / span
 
     # -- training --
 
     def fit(self, X, y, iterations=60000, learning_rate=1.0, report_every=10000, *,
-            loss="mse", batch_size=None, reduction="sum", callback: Callable | None = None,
-            progress=None) -> History:
+            loss="mse", batch_size=None, reduction="sum", scale_inputs=False,
+            callback: Callable | None = None, progress: Callable | None = None,
+            report_seconds: float | None = None) -> History:
         """Train by gradient descent; continues from the current weights.
 
         Parameters
@@ -228,7 +323,7 @@ class Network:
         X : array (n_rows, n0)
             Inputs; NumPy or (with the CuPy backend) CuPy.
         y : array (n_rows, nL), or (n_rows,) when nL == 1
-            Targets in [0, 1].
+            Targets in [0, 1]; class labels need one 0/1 column per class.
         iterations : int, default 60000
             Gradient steps to take (one per mini-batch when ``batch_size`` is set).
         learning_rate : float, default 1.0
@@ -244,11 +339,22 @@ class Network:
         reduction : {"sum", "mean"}, default "sum"
             "sum" over examples (the seed); "mean" divides each step by the
             batch's rows, which keeps learning_rate ~1 stable on large data.
+        scale_inputs : bool, default False
+            Scale each input column to [0, 1] by its range in this X (see
+            :meth:`set_input_range`), unless the network already has a range,
+            which is then kept. The range is saved with the model and applied
+            by :meth:`predict`. Unscaled inputs of large magnitude saturate the
+            sigmoid units, and training then stalls.
         callback : callable(iteration, error), optional
             Called at each report point; return ``False`` to stop early.
         progress : callable(iterations_done), optional
             Called after each completed interval with the iterations done in
-            this fit (the CLI drives its progress bar with it).
+            this fit (``sigmanet train`` drives its progress bar with it).
+        report_seconds : float, optional
+            Size the report intervals by time instead: each lasts about this
+            many seconds (at most ``report_every`` iterations), starting from
+            a single iteration. What Ctrl-C can lose is then bounded in time,
+            on 4 rows or on millions.
 
         Returns
         -------
@@ -261,6 +367,12 @@ class Network:
         sigmanet.DivergenceError
             If the weights or the error become non-finite; the network keeps the
             weights of its last finite report point.
+
+        Warns
+        -----
+        RuntimeWarning
+            Once, when the error did not move at all across the report points
+            or every sigmoid unit is saturated: the fit is stuck.
         """
         iterations = v.check_int("iterations", iterations)
         learning_rate = v.check_positive_float("learning_rate", learning_rate)
@@ -269,25 +381,37 @@ class Network:
         v.check_choice("reduction", reduction, v.REDUCTIONS)
         if batch_size is not None:
             batch_size = v.check_int("batch_size", batch_size)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable(iteration, error), got {type(callback).__name__}")
+        if not isinstance(scale_inputs, (bool, np.bool_)):
+            raise TypeError(f"scale_inputs must be True or False, got {scale_inputs!r}")
+        for name, fn in (("callback", callback), ("progress", progress)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+        if report_seconds is not None:
+            report_seconds = v.check_positive_float("report_seconds", report_seconds)
         X = v.check_inputs(X, self.layers[0])
         y = v.check_targets(y, self.layers[-1], X.shape[0])
         if batch_size is not None and batch_size > X.shape[0]:
             raise ValueError(f"batch_size={batch_size} exceeds the {X.shape[0]} rows of X; use None for full batch")
+        input_range = self.input_range
+        if scale_inputs and input_range is None:
+            xp, be = array_namespace(X), self._backend
+            input_range = tuple(be.to_host(be.to_device(f(X, axis=0), np.float64)) for f in (xp.min, xp.max))
         config = TrainConfig(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
 
+        Xs = self._scaled(X, input_range)
         state = self._state
         trainer = self._backend.trainer(list(state.weights), None if state.biases is None else list(state.biases),
-                                        self._to_backend(self._scaled(X)), self._to_backend(y), config)
+                                        Xs, y, config)
         options = dict(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
         hist = History()
-        done = 0
+        done, n = 0, report_every if report_seconds is None else 1
         while done < iterations:
-            n = min(report_every, iterations - done)
+            n = min(n, iterations - done)
             start = state.iteration + done
+            t0 = time.perf_counter()
             err = trainer.run(start, n)
             weights, biases = trainer.weights()
+            elapsed = time.perf_counter() - t0
             finite = math.isfinite(err) and all(np.isfinite(w).all() for w in weights) and (
                 biases is None or all(np.isfinite(b).all() for b in biases))
             if not finite:
@@ -297,6 +421,7 @@ class Network:
                     "Try a smaller learning_rate or reduction='mean'.", iteration=self.iteration)
             done += n
             self._set_state(weights, biases, start + n)  # one assignment: never half-updated
+            self.input_range = input_range
             self.fit_options = options
             hist.iterations.append(start)
             hist.errors.append(err)
@@ -304,34 +429,88 @@ class Network:
                 progress(done)
             if callback is not None and callback(start, err) is False:
                 break
+            if report_seconds is not None:  # grow towards report_seconds per interval, at most 4x at a time
+                n = max(1, min(4 * n, report_every, int(n * report_seconds / max(elapsed, 1e-6))))
+        self._warn_if_stuck(hist, Xs)
         return hist
+
+    def _warn_if_stuck(self, hist: History, Xs) -> None:
+        """One RuntimeWarning when the error never moved, or every unit of a hidden layer is saturated.
+
+        Saturated: on the first 256 rows (at least 8), every unit of a layer
+        of two or more lies within 1e-6 of 0 or 1, so no gradient flows back
+        through it. One unit on a few rows saturates by chance; the output
+        layer of a well-trained classifier may saturate, so only a
+        perceptron's output layer, its only layer, is checked.
+        """
+        errs = hist.errors
+        moved = len(errs) < 2 or max(errs) - min(errs) > 1e-9 * max(errs)
+        a = self._backend.to_host(self._backend.to_device(Xs[:256], self.dtype))
+        weights, biases = self._state.weights, self._state.biases
+        saturated = False
+        with np.errstate(over="ignore"):
+            for k in range(max(1, len(weights) - 1)):
+                z = a @ weights[k] + (0 if biases is None else biases[k])
+                a = 1 / (1 + np.exp(-z))
+                if a.shape[0] >= 8 and a.shape[1] >= 2:
+                    saturated |= bool(np.all((a < 1e-6) | (a > 1 - 1e-6)))
+        if moved and not saturated:
+            return
+        why = ("the error did not move across the report points " + f"(stayed at {hist.errors[-1]:.6g})"
+               if not moved else "every unit of a layer is saturated (sigmoid outputs within 1e-6 of 0 or 1)")
+        warnings.warn(
+            f"training is stuck: {why}. Try scale_inputs=True (or scale X to [0, 1]), reduction='mean', "
+            "or a smaller learning_rate.", RuntimeWarning, stacklevel=3)
 
     # -- inference --
 
     def predict(self, X):
-        """The output layer for X, as the same kind of array as X (NumPy in, NumPy out; CuPy in, CuPy out)."""
-        X = v.check_inputs(X, self.layers[0])
-        kind = v.array_module(X)
-        be = self._backend
-        out = be.predict(list(self._state.weights),
-                         None if self._state.biases is None else list(self._state.biases),
-                         be.asarray(self._to_backend(self._scaled(X)), self.dtype))
-        if kind is np:
-            return be.to_host(out)
-        return kind.asarray(out)
+        """The output layer for X.
 
-    def _to_backend(self, X):
-        """Host copy of a CuPy array for a CPU backend; anything else as it is."""
-        if v.array_module(X) is not np and self._backend.xp is np:
-            return X.get()
-        return X
+        Parameters
+        ----------
+        X : array (n_rows, n0)
+            NumPy, or CuPy; scaled by the network's input range if it has one.
+
+        Returns
+        -------
+        array (n_rows, nL)
+            The same kind of array as X (NumPy in, NumPy out; CuPy in, CuPy
+            out), of the network's dtype. Computed in row blocks: memory is X,
+            the output and one block, whatever the row count.
+
+        Raises
+        ------
+        ValueError, TypeError
+            If X is not a finite numeric 2-D array with n0 columns.
+        """
+        X = v.check_inputs(X, self.layers[0])
+        be, state = self._backend, self._state
+        out = be.predict(list(state.weights), None if state.biases is None else list(state.biases),
+                         be.to_device(self._scaled(X, self.input_range), self.dtype))
+        return be.to_user(out, like=X)
 
     def error(self, X, y) -> float:
-        """mean |y - predict(X)|, the seed's figure."""
+        """The seed's figure, ``mean |y - predict(X)|``.
+
+        Parameters
+        ----------
+        X : array (n_rows, n0)
+        y : array (n_rows, nL), or (n_rows,) when nL == 1
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError, TypeError
+            As :meth:`fit` does for bad X or y.
+        """
         X = v.check_inputs(X, self.layers[0])
         y = v.check_targets(y, self.layers[-1], X.shape[0])
         out = self.predict(X)
-        xp = v.array_module(out)
+        xp = array_namespace(out)
         return float(xp.mean(xp.abs(xp.asarray(y, dtype=out.dtype) - out)))
 
     def __repr__(self):
@@ -342,6 +521,24 @@ class Network:
 
     def save(self, path) -> None:
         """Write the model to one .npz file, atomically; see :func:`sigmanet.load`."""
-        from .checkpoint import save
+        checkpoint.write(path, self.get_state())
 
-        save(self, path)
+
+def load(path, backend: str = "auto", *, threads: int | None = None) -> Network:
+    """Load a model saved by :meth:`Network.save` onto ``backend``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    sigmanet.ModelFileError
+        If the file is truncated, corrupted, not a sigmanet model, or from a
+        newer format.
+    """
+    state = checkpoint.read(path)
+    try:
+        return Network.from_state(state, backend=backend, threads=threads)
+    except (KeyError, TypeError, ValueError) as e:
+        if type(e).__module__.startswith("sigmanet"):
+            raise
+        raise ModelFileError(f"{os.fspath(path)!r} has an inconsistent model: {e}") from None

@@ -10,7 +10,8 @@ probes usable.
 
 To add a backend: write ``backends/<name>_backend.py`` with a ``Backend``
 subclass (``probe`` imports the optional library inside), then add one line to
-``_REGISTRY`` and, if it should be chosen by "auto", to ``AUTO_ORDER``.
+``_REGISTRY``, in the order "auto" should try it. Everything else (the CLI's
+list, the tests, the benchmarks) is built from the registry.
 """
 
 from __future__ import annotations
@@ -20,25 +21,27 @@ import importlib
 import os
 
 from ..errors import BackendUnavailableError
-from .base import Backend, GemmTrainer, TrainConfig, Trainer
+from .base import Backend, GemmTrainer, TrainConfig, Trainer, array_namespace
 
 __all__ = [
     "Backend",
     "GemmTrainer",
     "TrainConfig",
     "Trainer",
+    "array_namespace",
     "available_backends",
     "backend_status",
     "get_backend",
+    "registered_backends",
 ]
 
-# name -> (module, class); imported on first use only.
+# name -> (module, class), in the order "auto" tries them (fastest first);
+# imported on first use only.
 _REGISTRY = {
-    "numpy": ("sigmanet.backends.numpy_backend", "NumpyBackend"),
-    "numba": ("sigmanet.backends.numba_backend", "NumbaBackend"),
     "cupy": ("sigmanet.backends.cupy_backend", "CupyBackend"),
+    "numba": ("sigmanet.backends.numba_backend", "NumbaBackend"),
+    "numpy": ("sigmanet.backends.numpy_backend", "NumpyBackend"),
 }
-AUTO_ORDER = ("cupy", "numba", "numpy")
 ENV_VAR = "SIGMANET_BACKEND"
 
 
@@ -56,6 +59,16 @@ def _probe(name: str) -> str | None:
         return f"{type(e).__name__}: {e}"
 
 
+def registered_backends() -> list[str]:
+    """Every backend sigmanet knows, usable here or not, in the registry's order."""
+    return list(_REGISTRY)
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of a registered backend (imports its module, not its library)."""
+    return _backend_class(name)
+
+
 def backend_status() -> dict[str, str | None]:
     """Every registered backend -> None if usable here, else the reason it is not."""
     return {name: _probe(name) for name in _REGISTRY}
@@ -63,9 +76,7 @@ def backend_status() -> dict[str, str | None]:
 
 def available_backends() -> list[str]:
     """Names of the backends usable on this machine, fastest first."""
-    return [n for n in AUTO_ORDER if _probe(n) is None] + [
-        n for n in _REGISTRY if n not in AUTO_ORDER and _probe(n) is None
-    ]
+    return [n for n in _REGISTRY if _probe(n) is None]
 
 
 def _unavailable(name: str, reason: str) -> BackendUnavailableError:
@@ -79,19 +90,19 @@ def resolve(name: str = "auto") -> str:
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string such as 'numpy', got {type(name).__name__} {name!r}")
     name = name.lower()
-    source = "backend"
+    source = ""
     if name == "auto":
         env = os.environ.get(ENV_VAR, "").strip().lower()
         if env and env != "auto":
-            name, source = env, f"${ENV_VAR}"
+            name, source = env, f" (set by ${ENV_VAR})"
         else:
-            for candidate in AUTO_ORDER:
+            for candidate in _REGISTRY:
                 if _probe(candidate) is None:
                     return candidate
             raise _unavailable("auto", "no backend is usable")
     if name not in _REGISTRY:
         raise BackendUnavailableError(
-            f"unknown backend {name!r} (from {source}); known backends: {sorted(_REGISTRY)} or 'auto'; "
+            f"unknown backend {name!r}{source}; known backends: {sorted(_REGISTRY)} or 'auto'; "
             f"available here: {available_backends()}"
         )
     reason = _probe(name)

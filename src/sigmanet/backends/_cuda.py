@@ -18,6 +18,14 @@ from pathlib import Path
 import numpy as np
 
 KERNEL_FILE = "sigmanet.cu"
+# Most weight layers the single-launch kernel holds (its per-layer offset
+# tables live in static shared memory); passed to the compiler as SN_MAX_LAYERS.
+MAX_LAYERS = 16
+
+
+def compile_options() -> tuple[str, ...]:
+    """The compiler flags every build of the kernels gets (NVRTC through CuPy, and nvcc in the tests)."""
+    return ("--std=c++17", f"-DSN_MAX_LAYERS={MAX_LAYERS}")
 _NAMES = ("forward_sigmoid", "output_delta", "hidden_delta", "sgd_update", "bias_update", "train_small")
 _GEMMS = {(0, 0): "gemm_tiled<{T}, 0, 0>", (1, 0): "gemm_tiled<{T}, 1, 0>", (0, 1): "gemm_tiled<{T}, 0, 1>"}
 
@@ -45,14 +53,14 @@ def kernel_source() -> str:
 class Kernels:
     """One dtype's compiled kernels, each wrapped to check shapes and dtypes before launching."""
 
-    threads = 256
+    block_size = 256  # threads per block of the elementwise kernels
 
     def __init__(self, dtype):
         import cupy
 
         self.dtype = np.dtype(dtype)
         T = "float" if self.dtype == np.float32 else "double"
-        self.module = cupy.RawModule(code=kernel_source(), options=("--std=c++17",),
+        self.module = cupy.RawModule(code=kernel_source(), options=compile_options(),
                                      name_expressions=name_expressions(T))
         self.fn = {n: self.module.get_function(f"{n}<{T}>") for n in _NAMES}
         self.gemm_fn = {k: self.module.get_function(g.format(T=T)) for k, g in _GEMMS.items()}
@@ -60,7 +68,7 @@ class Kernels:
         self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
 
     def _grid(self, count):
-        return (int(min(max(1, -(-count // self.threads)), 32 * self.sm_count)),)
+        return (int(min(max(1, -(-count // self.block_size)), 32 * self.sm_count)),)
 
     def _check(self, *arrays):
         for a in arrays:
@@ -71,28 +79,28 @@ class Kernels:
         self._check(z)
         m, n = z.shape
         use_bias = b is not None
-        self.fn["forward_sigmoid"](self._grid(z.size), (self.threads,),
+        self.fn["forward_sigmoid"](self._grid(z.size), (self.block_size,),
                                    (z, b if use_bias else z, np.int64(m), np.int32(n), np.int32(use_bias)))
 
     def output_delta(self, y, a, d, bce, err=None):
         self._check(y, a, d)
         assert y.shape == a.shape == d.shape
-        self.fn["output_delta"](self._grid(a.size), (self.threads,),
+        self.fn["output_delta"](self._grid(a.size), (self.block_size,),
                                 (y, a, d, np.int64(a.size), np.int32(bce), err if err is not None else np.uint64(0)))
 
     def hidden_delta(self, d, a):
         self._check(d, a)
         assert d.shape == a.shape
-        self.fn["hidden_delta"](self._grid(a.size), (self.threads,), (d, a, np.int64(a.size)))
+        self.fn["hidden_delta"](self._grid(a.size), (self.block_size,), (d, a, np.int64(a.size)))
 
     def sgd_update(self, w, g, scale):
         self._check(w, g)
-        self.fn["sgd_update"](self._grid(w.size), (self.threads,), (w, g, self.scalar(scale), np.int64(w.size)))
+        self.fn["sgd_update"](self._grid(w.size), (self.block_size,), (w, g, self.scalar(scale), np.int64(w.size)))
 
     def bias_update(self, b, d, scale):
         self._check(b, d)
         m, n = d.shape
-        self.fn["bias_update"]((n,), (self.threads,), (b, d, np.int64(m), np.int32(n), self.scalar(scale)))
+        self.fn["bias_update"]((n,), (self.block_size,), (b, d, np.int64(m), np.int32(n), self.scalar(scale)))
 
     def gemm(self, A, B, C, ta=False, tb=False):
         """C = op(A) @ op(B) with our tiled kernel (capturable in a CUDA graph, unlike cuBLAS through CuPy)."""
@@ -102,14 +110,15 @@ class Kernels:
         self.gemm_fn[(int(ta), int(tb))](((N + 15) // 16, (M + 15) // 16), (16, 16),
                                          (np.int32(M), np.int32(N), np.int32(K), A, B, C))
 
-    def train_small(self, X, Y, W, B, sizes, n_rows, batch_size, start, iterations, lr, bce, mean, use_bias,
-                    err, threads, shared_bytes):
+    def train_small(self, *, X, Y, W, B, sizes, start, iterations, batch_size, learning_rate, bce, mean,
+                    use_bias, err, block_size, shared_bytes):
+        """A report interval in one launch; arguments in the fused kernels' common order (as numba's)."""
         fn = self.fn["train_small"]
         if shared_bytes > 48 * 1024:
             fn.max_dynamic_shared_size_bytes = shared_bytes
-        fn((1,), (threads,), (X, Y, W, B, sizes, np.int32(len(sizes) - 1), np.int32(n_rows),
-                              np.int32(batch_size), np.int64(start), np.int32(iterations), np.float64(lr),
-                              np.int32(bce), np.int32(mean), np.int32(use_bias), err),
+        fn((1,), (block_size,), (X, Y, W, B, sizes, np.int32(len(sizes) - 1), np.int32(X.shape[0]),
+                                 np.int64(start), np.int32(iterations), np.int32(batch_size),
+                                 np.float64(learning_rate), np.int32(bce), np.int32(mean), np.int32(use_bias), err),
            shared_mem=shared_bytes)
 
 

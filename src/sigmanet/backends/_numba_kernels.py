@@ -123,7 +123,22 @@ def update_layer(A, D, W, WT, G, k, m, nin, nout, scale):
 
 
 @_jit()
-def train_small(X, Y, W, WT, B, G, A, D, sizes, start, iterations, batch_size, scale_sum, bce, mean, use_bias):
+def batch_rows(iteration, n_rows, batch_size):
+    """(batch index, first row, rows) of global iteration ``iteration``'s batch.
+
+    The compiled twin of ``base.batch_bounds``: batch_size <= 0 means full
+    batch; otherwise consecutive slices in row order, the last possibly short.
+    """
+    if batch_size <= 0 or batch_size >= n_rows:
+        return 0, 0, n_rows
+    n_batches = (n_rows + batch_size - 1) // batch_size
+    b = iteration % n_batches
+    r0 = b * batch_size
+    return b, r0, min(r0 + batch_size, n_rows) - r0
+
+
+@_jit()
+def train_small(X, Y, W, B, A, D, WT, G, sizes, start, iterations, batch_size, learning_rate, bce, mean, use_bias):
     """Run ``iterations`` iterations of the seed's loop; return the first one's mean |error|.
 
     Every layer is padded to the widest, w = max(sizes), so all indices are
@@ -132,7 +147,7 @@ def train_small(X, Y, W, WT, B, G, A, D, sizes, start, iterations, batch_size, s
       W, WT (L, w, w)    W[k, p, j] weight (p, j) of layer k; WT[k, j, p] the same (kept in step)
       B (L, w)           biases (unused unless ``use_bias``);  G (w, w) gradient scratch
       A, D (L+1, m, w)   activations and deltas; A[0] holds the batch's X rows
-    sizes: n_0..n_L. batch_size <= 0 means full batch. scale_sum: the learning
+    sizes: n_0..n_L. batch_size <= 0 means full batch. The step is the learning
     rate (divided by the batch's rows when ``mean``). Every sum runs over its
     index in order.
     """
@@ -140,8 +155,6 @@ def train_small(X, Y, W, WT, B, G, A, D, sizes, start, iterations, batch_size, s
     n_rows = X.shape[0]
     one = A.dtype.type(1.0)
     err0 = np.nan
-    full = batch_size <= 0 or batch_size >= n_rows
-    n_batches = 1 if full else (n_rows + batch_size - 1) // batch_size
     for k in range(L):
         for p in range(sizes[k]):
             for j in range(sizes[k + 1]):
@@ -149,9 +162,7 @@ def train_small(X, Y, W, WT, B, G, A, D, sizes, start, iterations, batch_size, s
     loaded = -1
     for it in range(iterations):
         # rows of this iteration's batch; copy them into layer 0 when they change
-        b = 0 if full else (start + it) % n_batches
-        r0 = 0 if full else b * batch_size
-        m = (n_rows if full else min(r0 + batch_size, n_rows)) - r0
+        b, r0, m = batch_rows(start + it, n_rows, batch_size)
         if b != loaded:
             for i in range(m):
                 for p in range(sizes[0]):
@@ -176,7 +187,7 @@ def train_small(X, Y, W, WT, B, G, A, D, sizes, start, iterations, batch_size, s
         for k in range(L - 1, 0, -1):
             hidden_delta_layer(A, D, W, WT, k, m, sizes[k], sizes[k + 1])
         # gradient step: W[k] += scale * a[k].T @ d[k+1]
-        scale = A.dtype.type(scale_sum / m) if mean else A.dtype.type(scale_sum)
+        scale = A.dtype.type(learning_rate / m) if mean else A.dtype.type(learning_rate)
         for k in range(L):
             update_layer(A, D, W, WT, G, k, m, sizes[k], sizes[k + 1], scale)
             if use_bias:

@@ -84,15 +84,38 @@ class Trainer:
         raise NotImplementedError
 
 
+def array_namespace(a):
+    """The array library that owns ``a``: NumPy, or CuPy for a CuPy array.
+
+    CuPy is imported only when one of its arrays is seen, so asking never
+    touches a GPU on a machine that merely has CuPy installed.
+    """
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
 class Backend:
     """A named array library that can train and evaluate the network.
 
-    Subclasses set ``name`` and ``trainer_class``, and implement ``probe``
-    (import the optional library, say why it cannot run here) and ``xp``.
+    The backend owns every array: it converts the user's arrays in
+    (:meth:`to_device`) and results out (:meth:`to_user`), builds the trainer
+    that runs the loop, and measures what a run allocates
+    (:meth:`memory_peak`). The Network never names an array library.
+
+    Subclasses set ``name``, implement ``probe`` (import the optional library,
+    say why it cannot run here) and :meth:`trainer`, and override the array
+    methods where their library is not NumPy.
+
+    ``strategies`` names the ways a backend can run a fit and, for each, the
+    module-level limits that force it (tests and benchmarks run every
+    strategy through them; ``fit`` picks by size).
     """
 
     name: ClassVar[str]
-    trainer_class: ClassVar[type]
+    strategies: ClassVar[dict[str, dict[str, int]]] = {}
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
@@ -112,11 +135,34 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); timings call it."""
 
-    def asarray(self, a, dtype):
-        return self.xp.ascontiguousarray(a, dtype=dtype)
+    # -- arrays in and out --
+
+    def to_device(self, a, dtype):
+        """The user's array as a C-contiguous array of this backend (a no-op when it already is one)."""
+        if array_namespace(a) is not np:
+            a = a.get()  # a CuPy array on a CPU backend: one copy to the host
+        return np.ascontiguousarray(a, dtype=dtype)
 
     def to_host(self, a) -> np.ndarray:
+        """A backend array as a host NumPy array."""
         return np.asarray(a)
+
+    def to_user(self, out, like):
+        """``out`` as the kind of array ``like`` is (NumPy in, NumPy out; CuPy in, CuPy out)."""
+        xp = array_namespace(like)
+        return self.to_host(out) if xp is np else xp.asarray(out)
+
+    def memory_peak(self, run) -> int:
+        """Bytes allocated at the peak while ``run()`` executes, above what was held before."""
+        import tracemalloc
+
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            run()
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
 
     def limits(self):
         """Context bounding the threads of this backend's libraries."""
@@ -126,23 +172,47 @@ class Backend:
 
         return threadpool_limits(limits=self.threads)
 
+    # -- training and inference --
+
     def trainer(self, weights, biases, X, y, config: TrainConfig) -> Trainer:
-        return self.trainer_class(self, weights, biases, X, y, config)
+        """A trainer holding this fit's arrays; ``X`` and ``y`` as the user gave them (validated)."""
+        return GemmTrainer(self, weights, biases, X, y, config)
 
     def predict(self, weights, biases, X):
-        """Output layer for X (already a contiguous backend array of the model's dtype)."""
+        """Output layer for X (a contiguous backend array of the model's dtype), in row blocks.
+
+        Peak memory is X, the output and one block's activations
+        (``PREDICT_BLOCK_BYTES``), whatever the row count; every row's result
+        is the same as in one block (rows never mix).
+        """
         xp = self.xp
-        a = X
+        W = [xp.asarray(w) for w in weights]
+        b = None if biases is None else [xp.asarray(v) for v in biases]
+        out = xp.empty((X.shape[0], W[-1].shape[1]), X.dtype)
+        step = predict_block_rows(W, X.dtype.itemsize)
         with self.limits():
-            for k, w in enumerate(weights):
-                z = a @ xp.asarray(w)
-                if biases is not None:
-                    z += xp.asarray(biases[k])
-                a = self._sigmoid(z)
-        return a
+            for r0 in range(0, X.shape[0], step):
+                a = X[r0:r0 + step]
+                for k, w in enumerate(W):
+                    z = a @ w
+                    if b is not None:
+                        z += b[k]
+                    a = self._sigmoid(z)
+                out[r0:r0 + step] = a
+        return out
 
     def _sigmoid(self, z):
         return sigmoid(z, out=z)
+
+
+# Activations held at once by predict and error: about 8 MiB per block.
+PREDICT_BLOCK_BYTES = 1 << 23
+
+
+def predict_block_rows(weights, itemsize: int) -> int:
+    """Rows per predict block: the widest layer's activations in ``PREDICT_BLOCK_BYTES``, at least 64."""
+    widest = max(max(w.shape) for w in weights)
+    return max(64, PREDICT_BLOCK_BYTES // (2 * widest * itemsize))
 
 
 class GemmTrainer(Trainer):
@@ -160,8 +230,8 @@ class GemmTrainer(Trainer):
         dt = np.dtype(weights[0].dtype)
         self.W = [xp.array(w, dtype=dt, order="C") for w in weights]
         self.b = None if biases is None else [xp.array(b, dtype=dt) for b in biases]
-        self.X = backend.asarray(X, dt)
-        self.y = backend.asarray(y, dt)
+        self.X = backend.to_device(X, dt)
+        self.y = backend.to_device(y, dt)
         self.n_rows = self.X.shape[0]
         m = self.n_rows if config.batch_size is None else min(config.batch_size, self.n_rows)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]

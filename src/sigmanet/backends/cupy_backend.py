@@ -57,21 +57,22 @@ class FusedGpuTrainer(Trainer):
         self.use_bias = biases is not None
         self.B = cp.asarray(np.concatenate([np.asarray(b, self.dt) for b in biases]) if self.use_bias
                             else np.zeros(1, self.dt))
-        self.X = backend.asarray(X, self.dt)
-        self.y = backend.asarray(y, self.dt)
+        self.X = backend.to_device(X, self.dt)
+        self.y = backend.to_device(y, self.dt)
         self.err = cp.zeros(1, np.float64)
         self.shared_bytes = shared_bytes
         rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
         work = rows * max(self.sizes_host)
-        self.threads = int(min(MAX_BLOCK, max(32, -(-work // 32) * 32)))
+        self.block_size = int(min(MAX_BLOCK, max(32, -(-work // 32) * 32)))
 
     def run(self, start, iterations):
         cfg = self.config
         r0, r1 = batch_bounds(start, self.X.shape[0], cfg.batch_size)
         _kernels(self.dt).train_small(
-            self.X, self.y, self.W, self.B, self.sizes, self.X.shape[0], cfg.batch_size or 0, start, iterations,
-            cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias, self.err,
-            self.threads, self.shared_bytes)
+            X=self.X, Y=self.y, W=self.W, B=self.B, sizes=self.sizes, start=start, iterations=iterations,
+            batch_size=cfg.batch_size or 0, learning_rate=cfg.learning_rate, bce=cfg.loss == "bce",
+            mean=cfg.reduction == "mean", use_bias=self.use_bias, err=self.err, block_size=self.block_size,
+            shared_bytes=self.shared_bytes)
         return float(self.err.get()[0]) / ((r1 - r0) * self.sizes_host[-1])
 
     def weights(self):
@@ -92,7 +93,7 @@ class CupyGemmTrainer(GemmTrainer):
 
     def __init__(self, backend, weights, biases, X, y, config, use_graph=False):
         super().__init__(backend, weights, biases, X, y, config)
-        self.k = _kernels(self.W[0].dtype)
+        self.kernels = _kernels(self.W[0].dtype)
         self.err = self.xp.zeros(1, np.float64)
         self.err_first = self.xp.zeros(1, np.float64)
         self.use_graph = use_graph and config.batch_size is None
@@ -103,29 +104,29 @@ class CupyGemmTrainer(GemmTrainer):
     # -- fused epilogues (GemmTrainer.run calls these around xp.matmul) --
 
     def forward_sigmoid(self, z, k):
-        self.k.forward_sigmoid(z, None if self.b is None else self.b[k])
+        self.kernels.forward_sigmoid(z, None if self.b is None else self.b[k])
 
     def error(self, y, a, tmp):
         self.err.fill(0)
-        self.k.output_delta(y, a, tmp, self.config.loss == "bce", self.err)
+        self.kernels.output_delta(y, a, tmp, self.config.loss == "bce", self.err)
         return float(self.err.get()[0]) / a.size
 
     def output_delta(self, y, a, d, tmp):
-        self.k.output_delta(y, a, d, self.config.loss == "bce")
+        self.kernels.output_delta(y, a, d, self.config.loss == "bce")
 
     def hidden_delta(self, d, a, tmp):
-        self.k.hidden_delta(d, a)
+        self.kernels.hidden_delta(d, a)
 
     def update(self, k, a_in, d_out, scale):
         self.xp.matmul(a_in.T, d_out, out=self.g[k])
-        self.k.sgd_update(self.W[k], self.g[k], scale)
+        self.kernels.sgd_update(self.W[k], self.g[k], scale)
         if self.b is not None:
-            self.k.bias_update(self.b[k], d_out, scale)
+            self.kernels.bias_update(self.b[k], d_out, scale)
 
     # -- one iteration of our own kernels, for graph capture --
 
     def _iteration_own_kernels(self):
-        K, L, cfg = self.k, len(self.W), self.config
+        K, L, cfg = self.kernels, len(self.W), self.config
         a = [self.X] + self.a[1:]
         for k in range(L):
             K.gemm(a[k], self.W[k], a[k + 1])
@@ -172,7 +173,11 @@ class CupyGemmTrainer(GemmTrainer):
 
 class CupyBackend(Backend):
     name = "cupy"
-    trainer_class = CupyGemmTrainer
+    strategies = {
+        "fused": {"SMALL_LIMIT": 1 << 62},
+        "graph": {"SMALL_LIMIT": -1, "GRAPH_LIMIT": 1 << 62},
+        "eager": {"SMALL_LIMIT": -1, "GRAPH_LIMIT": -1},
+    }
 
     @classmethod
     def probe(cls):
@@ -198,7 +203,7 @@ class CupyBackend(Backend):
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
 
-    def asarray(self, a, dtype):
+    def to_device(self, a, dtype):
         cp = _cupy()
         return cp.ascontiguousarray(cp.asarray(a, dtype=dtype))
 
@@ -211,7 +216,7 @@ class CupyBackend(Backend):
     def limits(self):
         return contextlib.nullcontext()
 
-    def pool_peak(self, run) -> int:
+    def memory_peak(self, run) -> int:
         """Bytes allocated on the device while ``run()`` executes (through CuPy's allocator)."""
         cp = _cupy()
         pool = cp.get_default_memory_pool()
@@ -234,7 +239,9 @@ class CupyBackend(Backend):
         shared = dt.itemsize * (sum(w.size for w in weights) + sum(sizes[1:]) + 2 * rows * sum(sizes))
         cp = _cupy()
         optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id).get("sharedMemPerBlockOptin", 48 * 1024)
-        if macs <= SMALL_LIMIT and shared <= optin and len(sizes) - 1 <= 16:
+        from ._cuda import MAX_LAYERS
+
+        if macs <= SMALL_LIMIT and shared <= optin and len(sizes) - 1 <= MAX_LAYERS:
             return FusedGpuTrainer(self, weights, biases, X, y, config, shared)
         return CupyGemmTrainer(self, weights, biases, X, y, config, use_graph=macs <= GRAPH_LIMIT)
 

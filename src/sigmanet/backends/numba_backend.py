@@ -35,6 +35,9 @@ SMALL_LIMIT = 1 << 15
 # Bytes of one row chunk's activations and deltas in the large-data path:
 # fits the L2 cache (2 MiB per core here; 1, 2 and 4 MiB measured within noise).
 CHUNK_BYTES = 1 << 21
+# Small nets whose widest layer is at most this get a kernel generated for
+# their layer sizes (``_numba_codegen``); wider ones the generic kernel.
+SPECIALISE_MAX_WIDTH = 16
 
 
 def _kernels():
@@ -65,11 +68,11 @@ class FusedTrainer(Trainer):
         if self.use_bias:
             for k, bk in enumerate(biases):
                 self.B[k, :len(bk)] = bk
-        self.X = np.ascontiguousarray(X, dtype=dt)
-        self.y = np.ascontiguousarray(y, dtype=dt)
+        self.X = backend.to_device(X, dt)
+        self.y = backend.to_device(y, dt)
         m = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
         self.specialised = None
-        if w <= _codegen().MAX_WIDTH:  # narrow: loop bounds as constants (see _numba_codegen)
+        if w <= SPECIALISE_MAX_WIDTH:  # narrow: loop bounds as constants (see _numba_codegen)
             self.specialised = _codegen().specialised(tuple(int(n) for n in self.sizes))
         if self.specialised is None:  # the generic kernel's transposed weights and gradient scratch
             self.WT = np.zeros_like(self.W)
@@ -79,13 +82,14 @@ class FusedTrainer(Trainer):
 
     def run(self, start, iterations):
         cfg = self.config
+        # Every fused kernel (numba and CUDA) takes these in this order, by keyword.
+        common = dict(start=start, iterations=iterations, batch_size=cfg.batch_size or 0,
+                      learning_rate=cfg.learning_rate, bce=cfg.loss == "bce", mean=cfg.reduction == "mean",
+                      use_bias=self.use_bias)
         if self.specialised is not None:
-            return float(self.specialised(
-                self.X, self.y, self.W, self.B, self.A, self.D, start, iterations, cfg.batch_size or 0,
-                cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias))
-        return float(_kernels().train_small(
-            self.X, self.y, self.W, self.WT, self.B, self.G, self.A, self.D, self.sizes, start, iterations,
-            cfg.batch_size or 0, cfg.learning_rate, cfg.loss == "bce", cfg.reduction == "mean", self.use_bias))
+            return float(self.specialised(X=self.X, Y=self.y, W=self.W, B=self.B, A=self.A, D=self.D, **common))
+        return float(_kernels().train_small(X=self.X, Y=self.y, W=self.W, B=self.B, A=self.A, D=self.D,
+                                            WT=self.WT, G=self.G, sizes=self.sizes, **common))
 
     def weights(self):
         n = self.sizes
@@ -162,8 +166,8 @@ class BlockedTrainer(Trainer):
         dt = np.dtype(weights[0].dtype)
         self.W = [np.array(w, dt, order="C") for w in weights]
         self.b = None if biases is None else [np.array(b_, dt) for b_ in biases]
-        self.X = np.ascontiguousarray(X, dtype=dt)
-        self.y = np.ascontiguousarray(y, dtype=dt)
+        self.X = backend.to_device(X, dt)
+        self.y = backend.to_device(y, dt)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
         rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
         n = max(1, min(backend.worker_count(), rows // 16))  # below 16 rows a chunk is all overhead
@@ -214,6 +218,13 @@ class BlockedTrainer(Trainer):
 
 class NumbaBackend(Backend):
     name = "numba"
+    strategies = {
+        "fused": {"SMALL_LIMIT": 1 << 62},
+        # the fused kernel for any width, never one generated for the sizes
+        "generic": {"SMALL_LIMIT": 1 << 62, "SPECIALISE_MAX_WIDTH": 0},
+        # the smallest chunks (16 rows), so test tables span several workers
+        "blocked": {"SMALL_LIMIT": -1, "CHUNK_BYTES": 1},
+    }
 
     @classmethod
     def probe(cls):

@@ -1,0 +1,72 @@
+"""Datasets: the tutorial's table and deterministic scaled-up tables.
+
+``make_table(n, d, o)`` draws n rows of d inputs in [0, 1) (the last column is
+the constant 1 that plays the seed's bias role) and o 0/1 targets that a hidden
+layer can learn but a single layer cannot: target j is the XOR of two random
+half-space tests, with a few labels flipped as noise. Rows are generated in
+chunks straight into the output arrays, so nothing bigger than the result is
+ever held, and the result depends only on (n, d, o, seed, noise), not on the
+chunk size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validation as v
+
+_CHUNK = 1 << 16
+
+
+def tutorial_table(dtype="float64"):
+    """The tutorial's 4-row table: X (4 x 3) and y (4 x 1)."""
+    dt = v.check_dtype(dtype)
+    X = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=dt)
+    y = np.array([[0], [1], [1], [0]], dtype=dt)
+    return X, y
+
+
+def make_table(n, d=3, o=1, *, seed=0, noise=0.02, dtype="float64"):
+    """A deterministic n x d -> n x o table a hidden layer can learn.
+
+    Parameters
+    ----------
+    n : int
+        Rows (4 to millions).
+    d : int, default 3
+        Input columns, at least 2 (the last is the constant 1).
+    o : int, default 1
+        Output columns.
+    seed : int, default 0
+    noise : float, default 0.02
+        Fraction of labels flipped, in [0, 0.5).
+    dtype : {"float64", "float32"}
+
+    Returns
+    -------
+    X : ndarray (n, d), y : ndarray (n, o)
+    """
+    n = v.check_int("n", n)
+    d = v.check_int("d", d, minimum=2)
+    o = v.check_int("o", o)
+    seed = v.check_int("seed", seed, minimum=0)
+    if not 0 <= noise < 0.5:
+        raise ValueError(f"noise must be in [0, 0.5), got {noise!r}")
+    dt = v.check_dtype(dtype)
+    rs = np.random.default_rng([seed, 0])
+    # two half-space tests per output, over the d-1 varying inputs
+    u = rs.standard_normal((d - 1, o))
+    w = rs.standard_normal((d - 1, o))
+    X = np.empty((n, d), dt)
+    y = np.empty((n, o), dt)
+    for c, start in enumerate(range(0, n, _CHUNK)):
+        stop = min(start + _CHUNK, n)
+        g = np.random.default_rng([seed, 1, c])  # one stream per chunk: independent of how far we go
+        xc = g.random((stop - start, d - 1))
+        centred = xc - 0.5
+        label = (centred @ u > 0) ^ (centred @ w > 0)
+        label ^= g.random((stop - start, o)) < noise
+        X[start:stop, :-1] = xc
+        X[start:stop, -1] = 1
+        y[start:stop] = label
+    return X, y
