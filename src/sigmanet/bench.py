@@ -20,21 +20,20 @@ from __future__ import annotations
 import json
 import statistics
 import time
-import tracemalloc
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backends import TrainConfig, get_backend
-from .data import make_table, seed_table
+from .datasets import make_table, tutorial_table
 from .network import init_weights
 
-SEED_LAYERS = [3, 4, 1]
+TUTORIAL_LAYERS = [3, 4, 1]
 WIDE_LAYERS = [64, 256, 16]
 DEFAULT_SIZES = [4, 1024, 16384, 65536, 262144, 1048576]
 QUICK_SIZES = [4, 1024, 16384]
-PEERS = ("seed-loop", "torch", "jax")
+PEERS = ("seed-loop", "torch", "torch-graph", "jax")
 
 
 @dataclass
@@ -57,13 +56,13 @@ class Record:
 
 
 def layers_for(rows: int) -> list[int]:
-    """The seed's network on its 4-row table; 64 -> 256 -> 16 on scaled-up tables."""
-    return SEED_LAYERS if rows <= 4 else WIDE_LAYERS
+    """The tutorial's network on its 4-row table; 64 -> 256 -> 16 on scaled-up tables."""
+    return TUTORIAL_LAYERS if rows <= 4 else WIDE_LAYERS
 
 
 def dataset(rows: int, layers, dtype):
-    if rows == 4 and layers == SEED_LAYERS:
-        return seed_table(dtype)
+    if rows == 4 and layers == TUTORIAL_LAYERS:
+        return tutorial_table(dtype)
     return make_table(rows, layers[0], layers[-1], seed=0, dtype=dtype)
 
 
@@ -131,15 +130,6 @@ def _side_by_side(run_n, sync, floor, floor_sync, min_seconds):
     return n, statistics.median(t_iter), statistics.median(t_gemm)
 
 
-def _host_alloc(run):
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    run()
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
-
-
 def bench_backend(name, rows, dtype="float32", layers=None, min_seconds=0.5, threads=None) -> Record:
     layers = layers or layers_for(rows)
     backend = get_backend(name, threads=threads)
@@ -168,17 +158,31 @@ def bench_backend(name, rows, dtype="float32", layers=None, min_seconds=0.5, thr
 
 
 def _memory(backend, trainer, n):
-    """(peak bytes allocated by an interval, bytes allocated per extra iteration)."""
+    """(peak bytes allocated by an interval, bytes allocated per extra iteration), on the backend's device."""
     n = max(2, min(n, 50))
-    if backend.name == "cupy":
-        return backend.pool_peak(lambda: trainer.run(0, n)), (
-            backend.pool_peak(lambda: trainer.run(0, 2 * n)) - backend.pool_peak(lambda: trainer.run(0, n))) / n
-    small = _host_alloc(lambda: trainer.run(0, n))
-    large = _host_alloc(lambda: trainer.run(0, 2 * n))
+    small = backend.memory_peak(lambda: trainer.run(0, n))
+    large = backend.memory_peak(lambda: trainer.run(0, 2 * n))
     return large, max(0.0, (large - small) / n)
 
 
 # -- peers: the same network and data through other libraries --
+#
+# Each factory returns a Peer: ``run(n)`` runs n iterations, ``sync`` waits for
+# the device, and ``floor`` runs the iteration's bare GEMMs in the peer's own
+# library on the peer's own device (cuBLAS for a GPU peer), so its gemm_ratio
+# compares like with like.
+
+
+@dataclass
+class Peer:
+    run: object
+    sync: object
+    device: str
+    floor: object
+
+
+class PeerUnavailable(Exception):
+    """A peer cannot run here; the message says why and what would bring it."""
 
 
 def _peer_seed_loop(weights, X, y, dtype):
@@ -200,12 +204,19 @@ def _peer_seed_loop(weights, X, y, dtype):
             for k in range(len(W)):
                 W[k] += scale * (a[k].T @ deltas[k])
 
-    return run, lambda: None, "numpy (seed loop)"
+    return Peer(run, lambda: None, "numpy (seed loop)", GemmFloor(np, weights, X, dtype))
 
 
-def _peer_torch(weights, X, y, dtype):
-    import torch
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise PeerUnavailable("PyTorch is not installed (pip install 'sigmanet[peers]')") from None
+    return torch
 
+
+def _torch_setup(weights, X, y, dtype):
+    torch = _torch()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     tdt = torch.float32 if dtype == np.float32 else torch.float64
     W = [torch.tensor(w, dtype=tdt, device=dev) for w in weights]
@@ -213,28 +224,84 @@ def _peer_torch(weights, X, y, dtype):
     yt = torch.tensor(y, dtype=tdt, device=dev)
     scale = 1.0 / len(X)
 
-    def run(n):
-        with torch.no_grad():
-            for _ in range(n):
-                a = [Xt]
-                for w in W:
-                    a.append(torch.sigmoid(a[-1] @ w))
-                delta = (yt - a[-1]) * (a[-1] * (1 - a[-1]))
-                deltas = [delta]
-                for k in range(len(W) - 1, 0, -1):
-                    delta = (delta @ W[k].T) * (a[k] * (1 - a[k]))
-                    deltas.insert(0, delta)
-                for k in range(len(W)):
-                    W[k].add_(a[k].T @ deltas[k], alpha=scale)
+    def iteration():
+        a = [Xt]
+        for w in W:
+            a.append(torch.sigmoid(a[-1] @ w))
+        delta = (yt - a[-1]) * (a[-1] * (1 - a[-1]))
+        deltas = [delta]
+        for k in range(len(W) - 1, 0, -1):
+            delta = (delta @ W[k].T) * (a[k] * (1 - a[k]))
+            deltas.insert(0, delta)
+        for k in range(len(W)):
+            W[k].add_(a[k].T @ deltas[k], alpha=scale)
 
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
-    return run, sync, f"torch {torch.__version__} eager ({name})"
+    return torch, dev, iteration, sync, name, _torch_floor(torch, weights, Xt, tdt, dev)
+
+
+def _torch_floor(torch, weights, Xt, tdt, dev):
+    """The iteration's five-or-so bare GEMMs with torch.matmul into preallocated tensors."""
+    rows = Xt.shape[0]
+    W = [torch.tensor(w, dtype=tdt, device=dev) for w in weights]
+    sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+    a = [Xt] + [torch.rand(rows, n, dtype=tdt, device=dev) for n in sizes[1:]]
+    d = [None] + [torch.rand(rows, n, dtype=tdt, device=dev) for n in sizes[1:]]
+    g = [torch.empty_like(w) for w in W]
+
+    def floor():
+        L = len(W)
+        for k in range(L):
+            torch.matmul(a[k], W[k], out=a[k + 1])
+        for k in range(L - 1, 0, -1):
+            torch.matmul(d[k + 1], W[k].T, out=d[k])
+        for k in range(L):
+            torch.matmul(a[k].T, d[k + 1], out=g[k])
+
+    return floor
+
+
+def _peer_torch(weights, X, y, dtype):
+    torch, _, iteration, sync, name, floor = _torch_setup(weights, X, y, dtype)
+
+    def run(n):
+        with torch.no_grad():
+            for _ in range(n):
+                iteration()
+
+    return Peer(run, sync, f"torch {torch.__version__} eager ({name})", floor)
+
+
+def _peer_torch_graph(weights, X, y, dtype):
+    """PyTorch as a careful GPU user runs a tiny loop: one iteration captured as a CUDA graph, replayed."""
+    torch = _torch()
+    if not torch.cuda.is_available():
+        raise PeerUnavailable("torch-graph needs a CUDA device (PyTorch sees none)")
+    torch, _, iteration, sync, name, floor = _torch_setup(weights, X, y, dtype)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(side):
+        for _ in range(3):  # warm-up on a side stream, as torch.cuda.graphs asks
+            iteration()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        iteration()
+
+    def run(n):
+        for _ in range(n):
+            graph.replay()
+
+    return Peer(run, sync, f"torch {torch.__version__} CUDA graph ({name})", floor)
 
 
 def _peer_jax(weights, X, y, dtype):
-    import jax
-    import jax.numpy as jnp
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        raise PeerUnavailable("JAX is not installed (pip install 'sigmanet[peers]')") from None
 
     if dtype == np.float64:
         jax.config.update("jax_enable_x64", True)
@@ -262,46 +329,83 @@ def _peer_jax(weights, X, y, dtype):
         state["W"] = interval(state["W"], n)
         jax.block_until_ready(state["W"])
 
-    return run, lambda: None, f"jax {jax.__version__} jit+fori_loop ({jax.devices()[0].platform})"
+    sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+    rng = np.random.default_rng(1)
+    acts = tuple(jnp.asarray(rng.random((len(X), n)), dtype) for n in sizes[1:])
+    dels = tuple(jnp.asarray(rng.random((len(X), n)), dtype) for n in sizes[1:])
+
+    @jax.jit
+    def gemms(W, a_out, d_out):
+        a = (Xj,) + a_out
+        fwd = [a[k] @ W[k] for k in range(len(W))]
+        back = [d_out[k] @ W[k].T for k in range(1, len(W))]
+        grads = [a[k].T @ d_out[k] for k in range(len(W))]
+        return fwd, back, grads
+
+    def floor():
+        jax.block_until_ready(gemms(state["W"], acts, dels))
+
+    return Peer(run, lambda: None, f"jax {jax.__version__} jit+fori_loop ({jax.devices()[0].platform})", floor)
 
 
-_PEER_FACTORIES = {"seed-loop": _peer_seed_loop, "torch": _peer_torch, "jax": _peer_jax}
+_PEER_FACTORIES = {"seed-loop": _peer_seed_loop, "torch": _peer_torch, "torch-graph": _peer_torch_graph,
+                   "jax": _peer_jax}
 
 
-def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5, gemm_backend="numpy") -> Record | None:
-    """Time a peer on the same data; None where its library is not importable."""
+def usable_peers(peers) -> tuple[list[str], dict[str, str]]:
+    """(the peers that can run here, {peer: why not} for the others), probed on a 4-row table."""
+    usable, skipped = [], {}
+    X, y = tutorial_table("float32")
+    weights = init_weights(TUTORIAL_LAYERS, np.dtype("float32"), 0, "glorot")
+    for peer in peers:
+        if peer not in _PEER_FACTORIES:
+            skipped[peer] = f"unknown peer; known: {sorted(_PEER_FACTORIES)}"
+            continue
+        try:
+            _PEER_FACTORIES[peer](weights, X, y, np.dtype("float32"))
+        except PeerUnavailable as e:
+            skipped[peer] = str(e)
+            continue
+        usable.append(peer)
+    return usable, skipped
+
+
+def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5) -> Record:
+    """Time a peer on the same data; its gemm_ratio is against its own library's GEMMs on its own device.
+
+    Raises
+    ------
+    PeerUnavailable
+        If the peer cannot run here (see :func:`usable_peers`).
+    """
     layers = layers or layers_for(rows)
     dt = np.dtype(dtype)
     X, y = dataset(rows, layers, dtype)
     weights = init_weights(layers, dt, 0, "glorot")
-    try:
-        run, sync, device = _PEER_FACTORIES[peer](weights, X, y, dt)
-    except ImportError:
-        return None
+    peer_run = _PEER_FACTORIES[peer](weights, X, y, dt)
     t0 = time.perf_counter()
-    run(2)
-    sync()
+    peer_run.run(2)
+    peer_run.sync()
     compile_s = time.perf_counter() - t0
-    be = get_backend(gemm_backend)
-    _, sec, gemm = _side_by_side(run, sync, GemmFloor(be.xp, weights, X, dt), be.synchronize, min_seconds)
+    _, sec, gemm = _side_by_side(peer_run.run, peer_run.sync, peer_run.floor, peer_run.sync, min_seconds)
     return Record(backend=peer, rows=rows, layers=list(layers), dtype=dtype, iterations_per_second=1 / sec,
                   samples_per_second=rows / sec, gflops=iteration_flops(rows, layers) / sec / 1e9,
-                  gemm_ratio=sec / gemm, device=device, kind="peer",
+                  gemm_ratio=sec / gemm, device=peer_run.device, kind="peer",
                   compile_seconds=compile_s, seconds_per_iteration=sec)
 
 
-def seed_fit_speedup(backend: str, baseline="numpy", repeats=3) -> dict:
-    """The seed run (60000 iterations, report every 10000) through Network.fit, compile excluded."""
+def tutorial_fit_speedup(backend: str, baseline="numpy", repeats=3) -> dict:
+    """The tutorial's run (60000 iterations, report every 10000) through Network.fit, compile excluded."""
     from .network import Network
 
-    X, y = seed_table()
+    X, y = tutorial_table()
     out = {}
     for name in (baseline, backend):
-        Network(SEED_LAYERS, backend=name, seed=1, init="legacy").fit(X, y, iterations=4, report_every=2)
+        Network(TUTORIAL_LAYERS, backend=name, seed=1, init="legacy").fit(X, y, iterations=4, report_every=2)
     times = {baseline: [], backend: []}
     for _ in range(repeats):  # alternate, so both see the same machine
         for name in (baseline, backend):
-            net = Network(SEED_LAYERS, backend=name, seed=1, init="legacy")
+            net = Network(TUTORIAL_LAYERS, backend=name, seed=1, init="legacy")
             t = time.perf_counter()
             net.fit(X, y, iterations=60000, report_every=10000)
             get_backend(name).synchronize()
@@ -328,33 +432,82 @@ def format_table(records) -> str:
     return "\n".join(lines)
 
 
+def machine_info() -> dict:
+    """What the figures were measured on: CPU, BLAS (library, version, kernel), OpenBLAS overrides, date."""
+    import datetime
+    import os
+    import platform
+
+    from .backends.base import cpu_name
+
+    info = {"cpu": cpu_name(), "date": datetime.date.today().isoformat(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": [],
+            "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                        | {"file": Path(lib["filepath"]).name}
+                        for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    except ImportError:
+        pass
+    return info
+
+
+def _blas_line(info) -> str:
+    libs = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in info["blas"]) or "BLAS ?"
+    forced = " ".join(f"{k}={v}" for k, v in info["openblas_env"].items())
+    return libs + (f" [forced: {forced}]" if forced else "")
+
+
+def chart_unavailable() -> str | None:
+    """Why throughput.png cannot be drawn here (None when it can)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed (pip install 'sigmanet[bench]')"
+    return None
+
+
 def write_results(records, out_dir) -> list[Path]:
-    """results.json always; throughput.png where matplotlib is installed. Returns the paths written."""
+    """results.json (the machine, then every record) always; throughput.png where matplotlib is installed.
+
+    The chart has one panel per network, since samples/s of different
+    networks are not comparable, and names the machine, BLAS and date.
+    Returns the paths written.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in records], indent=2))
+    info = machine_info()
+    (out / "results.json").write_text(json.dumps({"machine": info, "records": [asdict(r) for r in records]},
+                                                 indent=2))
     written = [out / "results.json"]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if chart_unavailable() or not records:
         return written
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, kind, dtype), group in _groups(records).items():
-        group.sort(key=lambda r: r.rows)
-        ax.plot([r.rows for r in group], [r.samples_per_second for r in group],
-                marker="o", linestyle="--" if kind == "peer" else "-",
-                label=f"{name} ({dtype})" + (" [peer]" if kind == "peer" else ""))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("rows in the table")
-    ax.set_ylabel("samples / second (training)")
-    ax.set_title("sigmanet training throughput")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = sorted({tuple(r.layers) for r in records}, key=lambda ls: sum(p * q for p, q in zip(ls, ls[1:])))
+    fig, axes = plt.subplots(1, len(nets), figsize=(6.5 * len(nets), 4.8), squeeze=False)
+    for ax, net in zip(axes[0], nets):
+        for (name, kind, dtype), group in _groups([r for r in records if tuple(r.layers) == net]).items():
+            group.sort(key=lambda r: r.rows)
+            ax.plot([r.rows for r in group], [r.samples_per_second for r in group],
+                    marker="o", linestyle="--" if kind == "peer" else "-",
+                    label=f"{name} ({dtype})" + (" [peer]" if kind == "peer" else ""))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows in the table (full batch)")
+        ax.set_ylabel("samples / second (training)")
+        ax.set_title(f"network {'-'.join(map(str, net))}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    devices = sorted({r.device for r in records if r.kind == "backend"})
+    fig.suptitle(f"sigmanet training throughput, {info['date']}", fontsize=11)
+    fig.text(0.01, 0.01, f"{'; '.join(devices)} | {_blas_line(info)}", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     fig.savefig(out / "throughput.png", dpi=120)
     plt.close(fig)
     written.append(out / "throughput.png")
@@ -368,21 +521,24 @@ def _groups(records):
     return groups
 
 
-def run(backends, sizes, dtypes, peers=PEERS, min_seconds=0.5, progress=print):
+def run(backends, sizes, dtypes, peers=PEERS, min_seconds=0.5, progress=print, layers=None):
     """Every backend at every size first, then the peers: a peer's thread pools
     (PyTorch's, XLA's) spin after its last op and would slow whatever is timed
     next (measured: numba at 65536 rows read 1.25x its GEMMs right after the
-    peers, 1.02x without)."""
+    peers, 1.02x without). ``layers`` None: :func:`layers_for` each size."""
     records = []
     for dtype in dtypes:
         for rows in sizes:
             for name in backends:
-                records.append(bench_backend(name, rows, dtype, min_seconds=min_seconds))
+                records.append(bench_backend(name, rows, dtype, layers=layers, min_seconds=min_seconds))
                 progress(format_table(records[-1:]).splitlines()[-1])
         for rows in sizes:
             for peer in peers:
-                rec = bench_peer(peer, rows, dtype, min_seconds=min_seconds)
-                if rec is not None:
-                    records.append(rec)
-                    progress(format_table([rec]).splitlines()[-1])
+                try:
+                    rec = bench_peer(peer, rows, dtype, layers=layers, min_seconds=min_seconds)
+                except PeerUnavailable as e:
+                    progress(f"skipping peer {peer} at {rows} rows: {e}")
+                    continue
+                records.append(rec)
+                progress(format_table([rec]).splitlines()[-1])
     return records
