@@ -1,6 +1,6 @@
 """pytest-benchmark suite: backends x sizes x dtypes, grouped by size.
 
-    python -m pytest benchmarks --benchmark-json=out.json
+    python -m pytest benchmarks --benchmark-autosave       # saves the run under .benchmarks/
     python -m pytest benchmarks --benchmark-compare        # against the last saved run
     SIGMANET_BENCH_SMOKE=1 python -m pytest benchmarks --benchmark-disable   # CI: runs each case once
 
@@ -13,6 +13,7 @@ import pytest
 
 import sigmanet as sn
 from sigmanet import bench
+from sigmanet.backends import registered_backends
 
 SMOKE = os.environ.get("SIGMANET_BENCH_SMOKE", "") not in ("", "0")
 SIZES = [int(s) for s in os.environ.get("SIGMANET_BENCH_SIZES", "").split(",") if s] or (
@@ -23,16 +24,16 @@ def pytest_generate_tests(metafunc):
     if "rows" in metafunc.fixturenames:
         metafunc.parametrize("rows", SIZES)
     if "backend_name" in metafunc.fixturenames:
-        metafunc.parametrize("backend_name", ["numpy", "numba", "cupy"])
+        metafunc.parametrize("backend_name", registered_backends())
 
 
 @pytest.fixture
 def usable(backend_name):
     reason = sn.backend_status()[backend_name]
     if reason is not None:
-        if backend_name == "cupy":
-            pytest.skip(f"cupy backend not usable here: {reason}")
-        pytest.fail(f"{backend_name} must be usable: {reason}")
+        if backend_name in ("numpy", "numba"):
+            pytest.fail(f"{backend_name} must be usable: {reason}")
+        pytest.skip(f"{backend_name} backend not usable here: {reason}")
     return backend_name
 
 

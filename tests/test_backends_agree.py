@@ -10,7 +10,7 @@ import pytest
 from reference import random_problem, seed_program
 
 import sigmanet as sn
-from sigmanet.data import seed_table
+from sigmanet.datasets import tutorial_table
 
 TOL = {"float64": dict(rtol=1e-9, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-6)}
 
@@ -33,11 +33,12 @@ def check_agree(engine, layers, X, y, dtype="float64", bias=False, seed=0, **fit
     return net
 
 
-def test_seed_run_agrees_with_the_seed_program(engine):
-    errors, weights, _ = seed_program()
-    X, y = seed_table()
+@pytest.mark.parametrize("iterations", [2000, pytest.param(60000, marks=pytest.mark.slow)])
+def test_seed_run_agrees_with_the_seed_program(engine, iterations):
+    errors, weights, _ = seed_program(iterations)
+    X, y = tutorial_table()
     net = sn.Network([3, 4, 1], backend=engine, seed=1, init="legacy")
-    hist = net.fit(X, y, iterations=60000, report_every=10000)
+    hist = net.fit(X, y, iterations=iterations, report_every=10000)
     np.testing.assert_allclose(hist.errors, errors, rtol=1e-9)
     for w, ref in zip(net.weights, weights, strict=True):
         np.testing.assert_allclose(w, ref, rtol=1e-9)

@@ -18,7 +18,7 @@ def test_iteration_flops_counts_forward_delta_and_gradient_gemms():
 
 
 def test_datasets_are_deterministic_learnable_and_chunk_independent():
-    from sigmanet.data import make_table
+    from sigmanet.datasets import make_table
 
     X, y = make_table(70000, 5, 2, seed=3)
     X2, y2 = make_table(70000, 5, 2, seed=3)
@@ -47,12 +47,46 @@ def test_the_seed_loop_peer_is_timed_and_labelled():
 def test_cli_bench_writes_results_and_chart(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert main(["bench", "--quick", "--no-peers", "--sizes", "4,64,256", "--out", str(tmp_path)]) == 0
-    records = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())
+    records = results["records"]
     assert {r["rows"] for r in records} == {4, 64, 256}
+    machine = results["machine"]
+    assert machine["cpu"] and machine["date"]
+    assert any(lib["internal_api"] and lib["architecture"] for lib in machine["blas"])  # the kernel in use
     assert all(FIELDS <= set(r) for r in records)
     png = (tmp_path / "throughput.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "x numpy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "x numpy" in out
+
+
+def test_cli_bench_says_which_peers_it_skips_and_why(tmp_path, capsys, monkeypatch):
+    def missing(*args):
+        raise bench.PeerUnavailable("PyTorch is not installed (pip install 'sigmanet[peers]')")
+
+    monkeypatch.setitem(bench._PEER_FACTORIES, "torch", missing)
+    assert main(["bench", "--quick", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "skipping peer torch: PyTorch is not installed (pip install 'sigmanet[peers]')" in out
+    peers_line = next(line for line in out.splitlines() if line.startswith("benchmarking"))
+    assert "'torch'" not in peers_line and "seed-loop" in peers_line
+
+
+def test_cli_bench_says_when_it_cannot_draw_the_chart(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "chart_unavailable", lambda: "matplotlib is not installed (pip install 'sigmanet[bench]')")
+    assert main(["bench", "--quick", "--no-peers", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
+    assert "skipping throughput.png: matplotlib is not installed" in capsys.readouterr().out
+    assert not (tmp_path / "throughput.png").exists() and (tmp_path / "results.json").exists()
+
+
+def test_a_gpu_peer_is_measured_against_its_own_gemms():
+    """The peer's floor is built in its own library: the seed loop's in NumPy (a GPU peer's would be cuBLAS)."""
+    from sigmanet.datasets import tutorial_table
+
+    X, y = tutorial_table("float32")
+    w = bench.init_weights([3, 4, 1], np.dtype("float32"), 0, "glorot")
+    peer = bench._peer_seed_loop(w, X, y, np.dtype("float32"))
+    assert isinstance(peer.floor, bench.GemmFloor) and peer.floor.xp is np
 
 
 def test_cli_bench_rejects_unknown_backends(capsys):

@@ -11,13 +11,14 @@ import time
 
 import numpy as np
 import pytest
+from helpers import set_patched_flag
 from reference import random_problem
 
 import sigmanet as sn
 from sigmanet.checkpoint import FORMAT_VERSION, _digest
-from sigmanet.data import seed_table
+from sigmanet.datasets import tutorial_table
 
-X, Y = seed_table()
+X, Y = tutorial_table()
 
 
 def test_save_load_round_trip_keeps_everything(tmp_path, rng):
@@ -78,12 +79,6 @@ def test_save_into_a_missing_folder_fails_clearly(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         sn.load("/nonexistent/model.npz")
-
-
-def set_patched_flag(data: bytes) -> bytes:
-    """Set flag bit 5 ("compressed patched data") in the first central-directory entry of a zip."""
-    at = data.index(b"PK\x01\x02") + 8
-    return data[:at] + bytes([data[at] | 0x20]) + data[at + 1:]
 
 
 def good_model(tmp_path):

@@ -1,9 +1,12 @@
 """The command line: demo, backends, --version."""
 
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from helpers import set_patched_flag, write_csv
 from reference import seed_program
 
 import sigmanet as sn
@@ -56,18 +59,6 @@ def test_bad_arguments_fail_with_a_message_not_a_traceback(args):
 
 # -- train and predict on a user's own data --
 
-import csv  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
 @pytest.fixture
 def xor_csv(tmp_path):
     """A noisy XOR of two features at large, unscaled values, plus an ignored-by-name extra column."""
@@ -97,9 +88,10 @@ def test_train_then_predict_round_trip(tmp_path, xor_csv, capsys):
     pred_out = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(pred_in), "--out", str(pred_out)]) == 0
     lines = pred_out.read_text().splitlines()
-    assert lines[0] == "label"
-    probs = [float(v) for v in lines[1:]]
-    assert [p > 0.5 for p in probs] == [False, True, True, False]
+    assert lines[0] == "label,class"  # the probability, then the predicted class
+    rows = [line.split(",") for line in lines[1:]]
+    assert [float(p) > 0.5 for p, _ in rows] == [False, True, True, False]
+    assert [c for _, c in rows] == ["0", "1", "1", "0"]
 
     # stdout without --out
     assert main(["predict", str(model), str(pred_in)]) == 0
@@ -116,7 +108,7 @@ def test_resume_continues_where_it_stopped(tmp_path, xor_csv, capsys):
 
 
 def test_train_from_npz_and_npy(tmp_path, capsys):
-    from sigmanet.data import make_table
+    from sigmanet.datasets import make_table
 
     X, y = make_table(300, 4, 2, seed=1, noise=0.0)
     np.savez(tmp_path / "t.npz", X=X, y=y)
@@ -147,8 +139,6 @@ def test_train_rejects_bad_tables_with_a_clear_message(tmp_path, capsys, content
 def test_train_reports_a_damaged_npz_cleanly(tmp_path, capsys):
     path = tmp_path / "d.npz"
     np.savez(path, X=np.ones((3, 2)), y=np.ones((3, 1)))
-    from test_checkpoint import set_patched_flag
-
     path.write_bytes(set_patched_flag(path.read_bytes()))
     assert main(["train", str(path), "--no-progress"]) == 2
     assert "not a readable .npz file" in capsys.readouterr().err
@@ -166,5 +156,3 @@ def test_predict_refuses_a_table_without_the_models_columns(tmp_path, xor_csv, c
     assert main(["predict", str(model), str(tmp_path / "bad.csv")]) == 2
     assert "lacks the model's input column(s) ['beta']" in capsys.readouterr().err
 
-
-import re  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend
-from sigmanet.data import make_table, seed_table
+from sigmanet.datasets import make_table, tutorial_table
 
 pytestmark = pytest.mark.usefixtures("_backend_cupy")
 
@@ -23,7 +23,7 @@ def cp():
 
 
 def test_cupy_in_cupy_out_numpy_in_numpy_out(cp):
-    X, y = seed_table()
+    X, y = tutorial_table()
     net = sn.Network([3, 4, 1], backend="cupy", seed=1, init="legacy")
     net.fit(cp.asarray(X), cp.asarray(y), iterations=100)
     assert isinstance(net.predict(cp.asarray(X)), cp.ndarray)
@@ -32,7 +32,7 @@ def test_cupy_in_cupy_out_numpy_in_numpy_out(cp):
 
 
 def test_cupy_inputs_are_used_without_copies(cp):
-    X, y = (cp.asarray(a) for a in seed_table())
+    X, y = (cp.asarray(a) for a in tutorial_table())
     tr = get_backend("cupy").trainer(sn.Network([3, 4, 1], seed=0).weights, None, X, y, TrainConfig())
     assert tr.X.data.ptr == X.data.ptr
 
@@ -41,7 +41,7 @@ def test_strategies_by_size(cp):
     from sigmanet.backends import cupy_backend
 
     b = get_backend("cupy")
-    X, y = seed_table()
+    X, y = tutorial_table()
     assert isinstance(b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()),
                       cupy_backend.FusedGpuTrainer)
     X, y = make_table(1 << 16, 64, 16)
@@ -71,7 +71,7 @@ def test_no_device_allocation_per_iteration(rows, layers):
     b = get_backend("cupy")
     tr = b.trainer(sn.Network(layers, seed=0, dtype="float32").weights, None, X, y, TrainConfig())
     tr.run(0, 2)
-    assert b.pool_peak(lambda: tr.run(0, 20)) == b.pool_peak(lambda: tr.run(0, 40))
+    assert b.memory_peak(lambda: tr.run(0, 20)) == b.memory_peak(lambda: tr.run(0, 40))
 
 
 def test_kernels_compile_once_per_dtype():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sigmanet.backends._cuda import KERNEL_FILE, kernel_dir, name_expressions
+from sigmanet.backends._cuda import KERNEL_FILE, compile_options, kernel_dir, name_expressions
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "kernels").glob("*.cu"))
@@ -36,7 +36,7 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch):
                     "void sigmanet_instantiate_all() {\n"
                     + "".join(f"    (void)(void*)&{name};\n" for name in instances)
                     + "}\n")
-    result = subprocess.run(["nvcc", "-ptx", "-std=c++17", f"-arch={arch}", "-Werror", "all-warnings",
+    result = subprocess.run(["nvcc", "-ptx", *compile_options(), f"-arch={arch}", "-Werror", "all-warnings",
                              "-o", str(tmp_path / "out.ptx"), str(unit)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "out.ptx").read_text()
@@ -44,6 +44,7 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch):
         assert kernel in ptx
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_the_kernels(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
                             capture_output=True, text=True)

@@ -13,18 +13,18 @@ from reference import random_problem
 
 import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend, numba_backend
-from sigmanet.data import make_table, seed_table
+from sigmanet.datasets import make_table, tutorial_table
 
 pytestmark = pytest.mark.usefixtures("_backend_numba")
 
 STATS = textwrap.dedent("""
     import json, numpy as np, sigmanet as sn
-    from sigmanet.data import seed_table
+    from sigmanet.datasets import tutorial_table
     from sigmanet.backends import TrainConfig
     out = {}
     # the seed (narrow: a kernel generated for its sizes) and a 30-wide net (the generic kernel)
-    for name, layers, (X, y) in [("specialised", [3, 4, 1], seed_table()),
-                                 ("generic", [3, 30, 1], seed_table())]:
+    for name, layers, (X, y) in [("specialised", [3, 4, 1], tutorial_table()),
+                                 ("generic", [3, 30, 1], tutorial_table())]:
         net = sn.Network(layers, backend="numba", seed=1)
         tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
         tr.run(0, 10)
@@ -41,6 +41,7 @@ def run_stats(env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["specialised", "generic"])
 def test_a_second_process_reuses_the_compile_cache(tmp_path, kernel):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
@@ -51,6 +52,7 @@ def test_a_second_process_reuses_the_compile_cache(tmp_path, kernel):
     assert first["path"].startswith(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cache_can_be_switched_off(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SIGMANET_NUMBA_CACHE="0")
     stats = run_stats(env)
@@ -64,7 +66,7 @@ def test_narrow_nets_get_a_kernel_specialised_to_their_sizes():
     src = _numba_codegen.render([3, 4, 1])
     assert "range(3)" in src and "range(4)" in src and "sizes[" not in src  # bounds are literals
     b = get_backend("numba")
-    X, y = seed_table()
+    X, y = tutorial_table()
     assert b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()).specialised is not None
     assert b.trainer(sn.Network([3, 30, 1]).weights, None, X, y, TrainConfig()).specialised is None
 
@@ -80,8 +82,8 @@ def test_falls_back_to_no_cache_where_no_folder_is_writable():
             return real(*a, **k)
         numba.njit = refusing
         import sigmanet as sn
-        from sigmanet.data import seed_table
-        h = sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy").fit(*seed_table(), iterations=10)
+        from sigmanet.datasets import tutorial_table
+        h = sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy").fit(*tutorial_table(), iterations=10)
         print(h.errors[0])
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -90,7 +92,7 @@ def test_falls_back_to_no_cache_where_no_folder_is_writable():
 
 def test_strategy_is_picked_by_size():
     b = get_backend("numba")
-    X, y = seed_table()
+    X, y = tutorial_table()
     w = sn.Network([3, 4, 1], seed=0).weights
     assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
     X, y = make_table(4096, 64, 4)
@@ -117,13 +119,25 @@ def test_blas_runs_single_threaded_inside_the_workers():
 
     b = get_backend("numba")
     with b.blas_limit(1):
-        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas, "threadpoolctl sees no BLAS: the limit would bound nothing"
+        assert all(lib["num_threads"] == 1 for lib in blas)
 
 
-def test_numba_num_threads_is_the_default_worker_count():
-    import numba
-
-    assert get_backend("numba").worker_count() == numba.config.NUMBA_NUM_THREADS
+def test_numba_num_threads_sets_the_default_worker_count():
+    code = textwrap.dedent("""
+        import sigmanet as sn
+        from sigmanet.backends import TrainConfig, numba_backend
+        from sigmanet.datasets import make_table
+        X, y = make_table(4096, 64, 4)
+        net = sn.Network([64, 256, 4], backend="numba", seed=0)
+        tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
+        print(type(tr).__name__, len(tr.workers))
+    """)
+    for n in ("1", "3"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=n)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.split() == ["BlockedTrainer", n]
 
 
 @pytest.mark.parametrize("strategy", ["fused", "blocked"])

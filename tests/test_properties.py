@@ -5,9 +5,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import force_strategy
+
 import sigmanet as sn
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True)
+def _one_kernel_for_every_shape(request, monkeypatch):
+    """numba would compile a kernel specialised to each random shape (a second each); the generic
+    kernel, compiled once, takes every shape. The specialised kernels are checked in test_backends_agree."""
+    if request.node.callspec.params.get("backend") == "numba":
+        force_strategy(monkeypatch, "numba-generic")
 
 
 @st.composite

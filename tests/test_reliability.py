@@ -4,16 +4,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 
 import numpy as np
 import pytest
 
 import sigmanet as sn
-from sigmanet.data import seed_table
+from sigmanet.datasets import tutorial_table
 
-X, Y = seed_table()
+X, Y = tutorial_table()
 
 
 def test_divergence_stops_with_the_iteration_and_keeps_the_last_finite_weights(backend):
@@ -62,13 +61,13 @@ def test_callback_returning_false_stops_early(backend):
 
 SIGINT_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, sigmanet as sn
-    from sigmanet.data import make_table
+    from sigmanet.datasets import make_table
     X, y = make_table(4096, 16, 2, seed=0)
     net = sn.Network([16, 64, 2], backend=sys.argv[1], seed=0)
     net.fit(X, y, iterations=2, report_every=1)  # compile before we are interrupted
-    print("go", flush=True)
     try:
-        net.fit(X, y, iterations=10**7, report_every=20, reduction="mean")
+        net.fit(X, y, iterations=10**7, report_every=20, reduction="mean",
+                progress=lambda done: print("done", done, flush=True))
     except KeyboardInterrupt:
         ok = net.iteration % 20 == 2 and all(np.isfinite(w).all() for w in net.weights)
         net.fit(X, y, iterations=5, reduction="mean")  # resumable
@@ -79,25 +78,43 @@ SIGINT_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("name", ["numpy", "numba"])
 def test_a_real_sigint_during_fit_leaves_a_consistent_resumable_network(name):
     proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, name], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "go"
-    time.sleep(1.0)
+    # wait for an event, not a clock: the second interval has completed
+    assert proc.stdout.readline().split() == ["done", "20"]
+    assert proc.stdout.readline().split() == ["done", "40"]
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    word, iteration, ok = out.split()
-    assert word == "interrupted" and ok == "True" and int(iteration) > 7
+    word, iteration, ok = [line for line in out.splitlines() if not line.startswith("done")][0].split()
+    assert word == "interrupted" and ok == "True" and int(iteration) >= 47
+
+
+# The CLI, with every progress report also printed to stdout: the test waits for one.
+CLI_WITH_PROGRESS_LINES = textwrap.dedent("""
+    import sys
+    import sigmanet.network as network
+    from sigmanet.cli import main
+    fit = network.Network.fit
+    def reporting_fit(self, *args, progress=None, **kwargs):
+        def report(done):
+            print("done", done, flush=True)
+            if progress is not None:
+                progress(done)
+        return fit(self, *args, progress=report, **kwargs)
+    network.Network.fit = reporting_fit
+    sys.exit(main(sys.argv[1:]))
+""")
 
 
 def test_cli_train_saves_a_checkpoint_on_interrupt(tmp_path):
-    from sigmanet.data import make_table
+    from sigmanet.datasets import make_table
 
     Xt, yt = make_table(20000, 8, 1, seed=0)
     data = tmp_path / "t.npz"
     np.savez(data, X=Xt, y=yt)
     model = tmp_path / "m.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "sigmanet", "train", str(data), "--iterations", "100000000",
-                             "--save", str(model), "--backend", "numpy", "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-c", CLI_WITH_PROGRESS_LINES, "train", str(data), "--iterations",
+                             "100000000", "--save", str(model), "--backend", "numpy", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
+    assert proc.stdout.readline().startswith("done")  # an interval has completed: now interrupt
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -5,7 +5,7 @@ import pytest
 from reference import random_problem, reference_fit, seed_program
 
 import sigmanet as sn
-from sigmanet.data import seed_table
+from sigmanet.datasets import tutorial_table
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def seed_run():
 
 def test_numpy_backend_reproduces_seed_program(seed_run):
     errors, weights, out = seed_run
-    X, y = seed_table()
+    X, y = tutorial_table()
     net = sn.Network([3, 4, 1], backend="numpy", dtype="float64", seed=1, init="legacy")
     hist = net.fit(X, y, iterations=60000, learning_rate=1.0, report_every=10000)
     assert hist.iterations == [0, 10000, 20000, 30000, 40000, 50000]
@@ -73,7 +73,7 @@ def test_options_beyond_the_seed_match_reference(rng, loss, reduction, batch_siz
 
 def test_defaults_keep_the_seeds_behaviour():
     """No bias, mse, full batch, sum, learning_rate 1, 60000 iterations, report every 10000."""
-    X, y = seed_table()
+    X, y = tutorial_table()
     a = sn.Network([3, 4, 1], backend="numpy", seed=1, init="legacy")
     b = sn.Network([3, 4, 1], backend="numpy", seed=1, init="legacy", bias=False)
     ha = a.fit(X, y, iterations=500)
@@ -84,7 +84,7 @@ def test_defaults_keep_the_seeds_behaviour():
 
 
 def test_single_layer_perceptron_cannot_learn_xor_but_hidden_layer_can():
-    X, y = seed_table()
+    X, y = tutorial_table()
     single = sn.Network([3, 1], backend="numpy", seed=1, init="legacy")
     single.fit(X, y, iterations=10000)
     hidden = sn.Network([3, 4, 1], backend="numpy", seed=1, init="legacy")
@@ -94,7 +94,7 @@ def test_single_layer_perceptron_cannot_learn_xor_but_hidden_layer_can():
 
 
 def test_default_glorot_init_trains_a_deep_net_better_than_legacy():
-    from sigmanet.data import make_table
+    from sigmanet.datasets import make_table
 
     X, y = make_table(512, 8, 1, seed=0, noise=0.0)
     layers = [8, 32, 32, 32, 32, 1]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import sigmanet as sn
-from sigmanet.data import seed_table
+from sigmanet.datasets import tutorial_table
 
-X, Y = seed_table()
+X, Y = tutorial_table()
 
 
 def snapshot(net):
@@ -83,8 +83,8 @@ def test_invalid_fit_options_change_nothing(trained, kwargs, exc, match):
 
 
 @pytest.mark.parametrize("Xbad,ybad,exc,match", [
-    (X[:, :2], Y, ValueError, "X has 2 columns but the network expects 3"),
-    (X, np.hstack([Y, Y]), ValueError, "y has 2 columns but the network expects 1"),
+    (X[:, :2], Y, ValueError, "X has 2 columns, but the network takes 3 inputs per row"),
+    (X, np.hstack([Y, Y]), ValueError, r"the network has 1 output, so y needs 1 column; got shape \(4, 2\)"),
     (X[:3], Y, ValueError, "X has 3 rows but y has 4"),
     (X[:0], Y[:0], ValueError, "X is empty"),
     (np.where(X == 1, np.nan, X), Y, ValueError, "X holds .* NaN or infinite"),
@@ -140,6 +140,23 @@ def test_set_weights_checks_shapes_and_values_and_changes_nothing_on_failure(tra
     with pytest.raises(ValueError, match="bias=False"):
         trained.set_weights(trained.weights, [np.zeros(4), np.zeros(1)])
     assert_unchanged(trained, snap)
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 2, 1, 2]), np.array([[0], [2], [1], [2]])])
+def test_class_labels_for_a_multi_output_network_get_one_hot_advice(labels):
+    net = sn.Network([3, 4, 3], backend="numpy", seed=0)
+    with pytest.raises(ValueError, match=r"network has 3 outputs.*one-hot encode them.*np\.eye\(3\)\[labels\]") as e:
+        net.fit(X, labels, iterations=1)
+    assert "reshape" not in str(e.value)
+
+
+def test_a_single_example_gets_reshape_advice_and_a_wrong_width_does_not():
+    net = sn.Network([3, 4, 1], backend="numpy", seed=0)
+    with pytest.raises(ValueError, match=r"x\.reshape\(1, -1\)"):
+        net.predict(X[0])
+    with pytest.raises(ValueError, match="takes 3 inputs") as e:
+        net.predict(np.ones(5))
+    assert "reshape(1, -1)" not in str(e.value)
 
 
 def test_moving_to_an_unknown_backend_changes_nothing(trained):
