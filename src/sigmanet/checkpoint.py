@@ -105,7 +105,7 @@ def _read_verified(path) -> tuple[dict, dict[str, np.ndarray]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
-    arrays = load_arrays(path, "a readable sigmanet model (truncated or corrupted?)", ModelFileError)
+    arrays = load_arrays(path, "a sigmanet model file, or it is truncated or corrupted", ModelFileError)
     if not isinstance(arrays, dict) or "header" not in arrays or "checksum" not in arrays:
         raise ModelFileError(f"{path!r} is not a sigmanet model: it has no sigmanet header")
     header_text = str(arrays.pop("header"))

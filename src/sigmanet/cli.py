@@ -203,8 +203,8 @@ def _fit_with_progress(net, X, y, X_held, y_held, iterations, options, args):
 
     Without held-out rows, report intervals are sized to ~0.25 s, so the bar
     moves and Ctrl-C loses little. With them, the held-out error is measured
-    every ``--check-every`` iterations, and ``--patience`` checks without
-    improvement stop the fit. Returns the curves {"training rows": [(iteration,
+    every ``--check-every`` iterations, and ``--patience`` checks without an
+    improvement of more than ``--tol`` stop the fit. Returns the curves {"training rows": [(iteration,
     error)], "held-out rows": [...]}, each ending at the last iteration, and
     the best held-out (weights, biases) when early stopping is on, else None.
     """
@@ -232,7 +232,7 @@ def _fit_with_progress(net, X, y, X_held, y_held, iterations, options, args):
                             refresh=False)
             if not validating or args.patience is None:
                 return True
-            if held < best["error"]:
+            if held < best["error"] - args.tol:
                 best.update(error=held, params=(net.weights, net.biases), since=0)
             else:
                 best["since"] += 1
@@ -464,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=_positive_int,
                        help="with --validation-fraction: stop after this many checks without a better held-out "
                             "error, and keep the best weights")
+    train.add_argument("--tol", type=_positive_float, default=1e-4,
+                       help="with --patience: the held-out error must fall by more than this to count as "
+                            "better (default 1e-4, as scikit-learn's)")
     train.add_argument("--check-every", type=_positive_int,
                        help="with --validation-fraction: iterations between held-out checks (default 1%% of "
                             "--iterations)")

@@ -72,7 +72,11 @@ def load_arrays(path, what: str, error: type[Exception] = ValueError):
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:  # noqa: BLE001 - see the docstring
-        raise error(f"{path!r} is not {what}: {type(e).__name__}: {e}") from None
+        if "pickle" in str(e):  # NumPy takes any file without its magic bytes for a pickle
+            detail = "it is not a NumPy .npz or .npy file (and pickled data is never loaded)"
+        else:
+            detail = f"{type(e).__name__}: {e}"
+        raise error(f"{path!r} is not {what}: {detail}") from None
 
 
 def _load_npy(path):

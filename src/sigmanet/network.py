@@ -372,7 +372,8 @@ class Network:
         -----
         RuntimeWarning
             Once, when the error did not move at all across the report points
-            or every sigmoid unit is saturated: the fit is stuck.
+            after the first, or a layer's sigmoid units are saturated: the fit
+            is stuck.
         """
         iterations = v.check_int("iterations", iterations)
         learning_rate = v.check_positive_float("learning_rate", learning_rate)
@@ -437,13 +438,13 @@ class Network:
     def _warn_if_stuck(self, hist: History, Xs) -> None:
         """One RuntimeWarning when the error never moved, or every unit of a hidden layer is saturated.
 
-        Saturated: on the first 256 rows (at least 8), every unit of a layer
-        of two or more lies within 1e-6 of 0 or 1, so no gradient flows back
-        through it. One unit on a few rows saturates by chance; the output
+        Saturated: on the first 256 rows (at least 8), 99% or more of the
+        outputs of a layer of two or more units lie within 1e-6 of 0 or 1, so
+        almost no gradient flows back through it. One unit on a few rows saturates by chance; the output
         layer of a well-trained classifier may saturate, so only a
         perceptron's output layer, its only layer, is checked.
         """
-        errs = hist.errors
+        errs = hist.errors[1:]  # the first report is the starting point; stuck is what follows
         moved = len(errs) < 2 or max(errs) - min(errs) > 1e-9 * max(errs)
         a = self._backend.to_host(self._backend.to_device(Xs[:256], self.dtype))
         weights, biases = self._state.weights, self._state.biases
@@ -453,11 +454,12 @@ class Network:
                 z = a @ weights[k] + (0 if biases is None else biases[k])
                 a = 1 / (1 + np.exp(-z))
                 if a.shape[0] >= 8 and a.shape[1] >= 2:
-                    saturated |= bool(np.all((a < 1e-6) | (a > 1 - 1e-6)))
+                    saturated |= bool(np.mean((a < 1e-6) | (a > 1 - 1e-6)) >= 0.99)
         if moved and not saturated:
             return
-        why = ("the error did not move across the report points " + f"(stayed at {hist.errors[-1]:.6g})"
-               if not moved else "every unit of a layer is saturated (sigmoid outputs within 1e-6 of 0 or 1)")
+        why = (f"the error did not move across the report points (stayed at {hist.errors[-1]:.6g})"
+               if not moved else "the sigmoid units of a layer are saturated (99% of their outputs within 1e-6 "
+               "of 0 or 1)")
         warnings.warn(
             f"training is stuck: {why}. Try scale_inputs=True (or scale X to [0, 1]), reduction='mean', "
             "or a smaller learning_rate.", RuntimeWarning, stacklevel=3)

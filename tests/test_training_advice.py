@@ -1,0 +1,91 @@
+"""Where a fit would quietly go nowhere, the library helps: opt-in input scaling, and a warning when stuck."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import sigmanet as sn
+from sigmanet.datasets import make_table
+
+
+def unscaled_table(n=2000, d=20, seed=0):
+    """Inputs in the thousands, as in a new user's raw table; the target a learnable rule."""
+    X, y = make_table(n, d, 1, seed=seed, noise=0.0)
+    return X * 5000 + 1000, y
+
+
+def test_unscaled_inputs_stall_with_a_warning_that_says_what_to_do():
+    X, y = unscaled_table()
+    net = sn.Network([20, 8, 1], backend="numpy", seed=0)
+    with pytest.warns(RuntimeWarning, match=r"training is stuck.*scale_inputs=True.*reduction='mean'"):
+        net.fit(X, y, iterations=200, report_every=50)
+
+
+def test_scale_inputs_trains_the_same_table_stores_the_range_and_predict_applies_it(tmp_path):
+    X, y = unscaled_table()
+    net = sn.Network([20, 8, 1], backend="numpy", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # not stuck: no warning
+        net.fit(X, y, iterations=3000, learning_rate=2.0, reduction="mean", loss="bce", report_every=500,
+                scale_inputs=True)
+    lo, hi = net.input_range
+    np.testing.assert_array_equal(lo, X.min(axis=0))
+    np.testing.assert_array_equal(hi, X.max(axis=0))
+    assert net.error(X, y) < 0.3
+    # the same outputs as a network fed pre-scaled inputs by hand
+    span = np.where(hi > lo, hi - lo, 1.0)
+    manual = sn.Network([20, 8, 1], backend="numpy", seed=0)
+    manual.set_weights(net.weights)
+    np.testing.assert_allclose(net.predict(X), manual.predict((X - lo) / span), rtol=1e-12)
+    net.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(sn.load(tmp_path / "m.npz").predict(X), net.predict(X))
+
+
+def test_scale_inputs_keeps_a_range_the_network_already_has():
+    X, y = unscaled_table(200)
+    net = sn.Network([20, 4, 1], backend="numpy", seed=0)
+    net.set_input_range(np.zeros(20), np.full(20, 1e5))
+    net.fit(X, y, iterations=5, scale_inputs=True, reduction="mean")
+    assert net.input_range[1][0] == 1e5
+
+
+def test_a_failed_fit_leaves_the_input_range_as_it_was():
+    X, y = unscaled_table(200)
+    net = sn.Network([20, 4, 1], backend="numpy", seed=0)
+    with pytest.raises(TypeError, match="scale_inputs"):
+        net.fit(X, y, iterations=5, scale_inputs="yes")
+    with pytest.raises(ValueError, match="y must lie"):
+        net.fit(X, y * 3, iterations=5, scale_inputs=True)
+    assert net.input_range is None and net.iteration == 0
+
+
+def test_a_healthy_fit_gives_no_warning(backend):
+    from sigmanet.datasets import tutorial_table
+
+    net = sn.Network([3, 4, 1], backend=backend, seed=1, init="legacy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        net.fit(*tutorial_table(), iterations=20000, report_every=5000)
+
+
+def test_the_generated_kernel_cache_is_bounded(tmp_path, monkeypatch):
+    from sigmanet.backends import _numba_codegen
+
+    folder = tmp_path / "generated"
+    monkeypatch.setenv("SIGMANET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_numba_codegen, "MAX_GENERATED", 3)
+    assert _numba_codegen._folder() == folder
+    for i in range(6):
+        path = folder / f"sigmanet_generated_{i}_x.py"
+        path.write_text("train = None\n")
+        (folder / "__pycache__").mkdir(exist_ok=True)
+        (folder / "__pycache__" / f"{path.stem}.train-1.py311.nbi").write_text("")
+        path.with_suffix(".used").touch()
+        import os
+        os.utime(path.with_suffix(".used"), (1000 + i, 1000 + i))
+    _numba_codegen.prune(folder)
+    kept = sorted(p.name for p in folder.glob("*.py"))
+    assert kept == [f"sigmanet_generated_{i}_x.py" for i in (3, 4, 5)]
+    assert sorted(p.name.split(".")[0] for p in (folder / "__pycache__").iterdir()) == \
+        [f"sigmanet_generated_{i}_x" for i in (3, 4, 5)]
