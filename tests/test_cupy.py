@@ -65,15 +65,6 @@ def test_graph_capture_succeeds_and_matches_eager(monkeypatch):
         np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows,layers", [(4, [3, 4, 1]), (2048, [16, 32, 4]), (1 << 15, [64, 256, 16])])
-def test_no_device_allocation_per_iteration(rows, layers):
-    X, y = make_table(rows, layers[0], layers[-1], seed=0, dtype="float32")
-    b = get_backend("cupy")
-    tr = b.trainer(sn.Network(layers, seed=0, dtype="float32").weights, None, X, y, TrainConfig())
-    tr.run(0, 2)
-    assert b.memory_peak(lambda: tr.run(0, 20)) == b.memory_peak(lambda: tr.run(0, 40))
-
-
 def test_kernels_compile_once_per_dtype():
     from sigmanet.backends._cuda import kernels
 
@@ -83,3 +74,107 @@ def test_kernels_compile_once_per_dtype():
 
 def test_device_name_is_reported():
     assert get_backend("cupy").device()
+
+
+# -- checks for the leads of shared/GPU-REVIEW.md (each fails where the lead is real) --
+
+
+def _agree_with_numpy(layers, rows, dtype="float32", iterations=3, **fit):
+    X, y = make_table(rows, layers[0], layers[-1], seed=1, dtype=dtype)
+    ref = sn.Network(layers, backend="numpy", seed=3, dtype=dtype)
+    net = sn.Network(layers, backend="cupy", seed=3, dtype=dtype)
+    h_ref = ref.fit(X, y, iterations=iterations, report_every=1, reduction="mean", **fit)
+    h = net.fit(X, y, iterations=iterations, report_every=1, reduction="mean", **fit)
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == "float32" else dict(rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h.errors, h_ref.errors, **tol)
+    for a, b in zip(net.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def _graph_trainer(rows, layers, dtype="float32"):
+    from sigmanet.backends import cupy_backend
+
+    X, y = make_table(rows, layers[0], layers[-1], seed=1, dtype=dtype)
+    w = sn.Network(layers, seed=3, dtype=dtype).weights
+    return cupy_backend.CupyGemmTrainer(get_backend("cupy"), w, None, X, y, TrainConfig(reduction="mean"),
+                                        use_graph=True)
+
+
+def test_lead1_the_first_graph_replay_sees_the_uploaded_data(monkeypatch):
+    """A multi-MB X is uploaded asynchronously; the graph's stream must wait for it."""
+    from sigmanet.backends import cupy_backend
+
+    monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
+    monkeypatch.setattr(cupy_backend, "GRAPH_LIMIT", 1 << 62)
+    _agree_with_numpy([64, 8, 1], 1 << 18)
+
+
+def test_lead3_the_graph_path_works_past_65535_row_tiles():
+    """gemm_tiled puts rows on grid.y: above 1,048,560 rows that passes CUDA's 65535 limit."""
+    tr = _graph_trainer((1 << 20) + 4096, [3, 4, 1])
+    tr.run(0, 2)
+    assert tr.graph is not None and tr.graph_error is None, tr.graph_error
+
+
+@pytest.mark.parametrize("layers,rows", [([3, 1], 4), ([5, 8, 2], 37), ([4, 16, 9, 3], 200), ([16, 32, 4], 2048)])
+def test_lead9_the_graph_engine_really_captures_a_graph(layers, rows):
+    tr = _graph_trainer(rows, layers)
+    tr.run(0, 2)
+    assert tr.graph is not None and tr.graph_error is None, tr.graph_error
+
+
+def test_lead9_medium_tables_take_the_graph_strategy_and_large_ones_eager():
+    from sigmanet.backends import cupy_backend
+
+    b = get_backend("cupy")
+    X, y = make_table(4096, 16, 4)
+    medium = b.trainer(sn.Network([16, 32, 4]).weights, None, X, y, TrainConfig())
+    assert isinstance(medium, cupy_backend.CupyGemmTrainer) and medium.use_graph
+    rows = cupy_backend.GRAPH_LIMIT // (64 * 256 + 256 * 16) + 1024
+    X, y = make_table(rows, 64, 16, dtype="float32")
+    large = b.trainer(sn.Network([64, 256, 16], dtype="float32").weights, None, X, y, TrainConfig())
+    assert isinstance(large, cupy_backend.CupyGemmTrainer) and not large.use_graph
+
+
+def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(monkeypatch):
+    """Static shared memory (offset tables) counts against the opt-in limit beside the dynamic buffer."""
+    from sigmanet.backends import cupy_backend
+
+    monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", 1 << 62)
+    import cupy
+
+    optin = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["sharedMemPerBlockOptin"]
+    layers, itemsize = [8, 8, 1], 4
+    fixed = itemsize * (8 * 8 + 8 + 8 + 1)
+    rows = (optin - fixed) // (2 * itemsize * sum(layers))  # dynamic shared memory just under the limit
+    tr = get_backend("cupy").trainer(sn.Network(layers, dtype="float32").weights, None,
+                                     *make_table(rows, 8, 1, dtype="float32"), TrainConfig(reduction="mean"))
+    tr.run(0, 2)  # must launch (or the strategy must not be chosen), not fail
+    _agree_with_numpy(layers, rows, iterations=2)
+
+
+@pytest.mark.parametrize("rows,layers,strategy", [(4, [3, 4, 1], "FusedGpuTrainer"),
+                                                  (2048, [16, 32, 4], "graph"),
+                                                  (1 << 15, [64, 256, 16], "eager")])
+def test_lead9_no_device_allocation_per_iteration_on_each_strategy(rows, layers, strategy, monkeypatch):
+    from sigmanet.backends import cupy_backend
+
+    if strategy != "FusedGpuTrainer":
+        monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
+        monkeypatch.setattr(cupy_backend, "GRAPH_LIMIT", 1 << 62 if strategy == "graph" else -1)
+    X, y = make_table(rows, layers[0], layers[-1], seed=0, dtype="float32")
+    b = get_backend("cupy")
+    tr = b.trainer(sn.Network(layers, seed=0, dtype="float32").weights, None, X, y, TrainConfig())
+    tr.run(0, 2)
+    if strategy == "FusedGpuTrainer":
+        assert type(tr).__name__ == strategy
+    else:
+        assert tr.use_graph == (strategy == "graph") and (strategy == "eager" or tr.graph is not None)
+    assert b.memory_peak(lambda: tr.run(0, 20)) == b.memory_peak(lambda: tr.run(0, 40))
+
+
+def test_predict_in_row_blocks_on_the_device_equals_numpy():
+    X, _ = make_table(70000, 16, 4, dtype="float32")
+    net = sn.Network([16, 64, 4], backend="cupy", seed=0, dtype="float32")
+    ref = sn.Network([16, 64, 4], backend="numpy", seed=0, dtype="float32")
+    np.testing.assert_allclose(net.predict(X), ref.predict(X), rtol=1e-5, atol=1e-7)

@@ -70,7 +70,7 @@ def cmd_bench(args) -> int:
     backends = [resolve(b) for b in args.backends] if args.backends else available_backends()
     sizes = args.sizes or (bench.QUICK_SIZES if args.quick else bench.DEFAULT_SIZES)
     min_seconds = args.seconds or (0.15 if args.quick else 0.6)
-    peers = [] if args.no_peers else list(bench.PEERS)
+    peers = [] if args.no_peers else (args.peers or list(bench.PEERS))
     usable, skipped = bench.usable_peers(peers)
     for peer, why in skipped.items():
         print(f"skipping peer {peer}: {why}")
@@ -83,7 +83,7 @@ def cmd_bench(args) -> int:
     print(bench.format_table([]).splitlines()[0])
     records = bench.run(backends, sizes, [args.dtype], peers=usable, min_seconds=min_seconds, progress=print,
                         layers=args.layers)
-    if "numpy" in backends or len(backends) > 1:
+    if backends:
         fastest = [b for b in backends if b != "numpy"][:1] or ["numpy"]
         tutorial = bench.tutorial_fit_speedup(fastest[0], repeats=1 if args.quick else 3)
         print("\nthe tutorial's run through Network.fit (60000 iterations, compile excluded): "
@@ -437,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--layers", type=_int_list,
                        help="layer sizes such as 784,128,10 (default: 3,4,1 at 4 rows, 64,256,16 above)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default float32")
+    bench.add_argument("--peers", type=_csv_list(str, "peer names"),
+                       help="comma-separated, from seed-loop, torch, torch-graph, jax (default: all that run here)")
     bench.add_argument("--no-peers", action="store_true", help="skip the seed loop, PyTorch and JAX")
     bench.add_argument("--seconds", type=_positive_float, help="timing budget per cell (default 0.6; --quick 0.15)")
     bench.add_argument("--out", default="bench-out", help="folder for results.json and throughput.png")

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The CuPy backend's device check: one call on a lent GPU machine, at most ~6 minutes.
+#
+#   run (device tool):  bash benchmarks/gpu_check.sh           # from the repository root; writes under $OUT
+#   dry run here:       OUT=/tmp/gpu bash benchmarks/gpu_check.sh   # without CuPy it stops at once, saying so
+#
+# The device has no pip and no network: its python3 already holds cupy-cuda13x,
+# numba, numpy, pytest, hypothesis, torch and jax (device/KINDS.md), so this runs
+# from the source tree with PYTHONPATH=src and installs nothing. Steps, each
+# bounded by `timeout` so one hang cannot eat the session's device minutes:
+#   1. device.json: GPU name, driver, CUDA runtime, CuPy/NumPy versions;
+#   2. every CuPy test (-k cupy: the agreement tests through the fused, graph and
+#      eager engines, the property tests, tests/test_cupy.py with the checks for
+#      the leads in shared/GPU-REVIEW.md), log in pytest.log;
+#   3. strategy crossovers (fused / graph / eager) for SMALL_LIMIT and GRAPH_LIMIT;
+#   4. sigmanet bench on the GPU with the GPU peers (PyTorch eager and CUDA graph,
+#      JAX), 4 rows to 4M: results.json and throughput.png;
+#   5. a short summary table last (the device tool returns the output's tail).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-python3}"
+status=0
+
+if ! "$PY" -c "import cupy" 2>/dev/null; then
+    echo "gpu_check: CuPy is not importable by $PY here: this script runs on the lent GPU machine (device tool)." >&2
+    exit 3
+fi
+if ! "$PY" -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" 2>"$OUT/probe.err"; then
+    echo "gpu_check: CuPy is installed but no CUDA device is usable: $(tail -n 1 "$OUT/probe.err")" >&2
+    exit 3
+fi
+
+echo "== 1. device"
+timeout 60 "$PY" - "$OUT/device.json" <<'EOF' || status=1
+import json, subprocess, sys
+import cupy, numpy
+rt = cupy.cuda.runtime
+props = rt.getDeviceProperties(0)
+name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+info = {"device": name, "compute_capability": f"{props['major']}.{props['minor']}",
+        "multiprocessors": props["multiProcessorCount"], "memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
+        "shared_per_block_optin": props.get("sharedMemPerBlockOptin"),
+        "driver": rt.driverGetVersion(), "cuda_runtime": rt.runtimeGetVersion(),
+        "cupy": cupy.__version__, "numpy": numpy.__version__}
+try:
+    info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem",
+                                         "--format=csv,noheader"], capture_output=True, text=True,
+                                        timeout=20).stdout.strip()
+except Exception as e:  # noqa: BLE001
+    info["nvidia_smi"] = f"unavailable: {e}"
+json.dump(info, open(sys.argv[1], "w"), indent=2)
+print(json.dumps(info, indent=2))
+EOF
+
+echo "== 2. CuPy tests"
+timeout 170 "$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -k cupy -ra \
+    tests/test_cupy.py tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
+    tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py \
+    --junitxml="$OUT/pytest.xml" >"$OUT/pytest.log" 2>&1
+rc=$?
+tail -n 25 "$OUT/pytest.log"
+[ "$rc" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc (124: timed out)"; status=1; }
+
+echo "== 3. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
+timeout 60 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
+    2>&1 | tee "$OUT/crossover.log" || status=1
+
+echo "== 4. sigmanet bench (GPU, with peers)"
+timeout 120 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
+    --sizes 4,1024,65536,1048576,4194304 --seconds 0.2 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
+    || { echo "gpu_check: bench failed or timed out"; status=1; }
+tail -n 30 "$OUT/bench.log"
+
+echo "== 5. summary"
+"$PY" - "$OUT" <<'EOF' || true
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+dev = json.loads((out / "device.json").read_text()) if (out / "device.json").exists() else {}
+print(f"device {dev.get('device')} driver {dev.get('driver')} CUDA {dev.get('cuda_runtime')} CuPy {dev.get('cupy')}")
+res = out / "gpu-float32" / "results.json"
+if res.exists():
+    recs = json.loads(res.read_text())["records"]
+    for r in recs:
+        print(f"{r['backend']:12s} {r['rows']:>8d} {'-'.join(map(str, r['layers'])):10s} "
+              f"{r['seconds_per_iteration'] * 1e6:10.2f} us/it  gemm_ratio {r['gemm_ratio']:.2f}  {r.get('strategy', '')}")
+EOF
+exit "$status"
