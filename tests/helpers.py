@@ -34,3 +34,17 @@ def force_strategy(monkeypatch, engine_name):
     for attr, value in limits.items():
         monkeypatch.setattr(module, attr, value)
     return name
+
+
+def usable_backend_for_checks(name):
+    """Skip (with the reason) a backend this machine cannot run; numpy and numba must run everywhere."""
+    import pytest
+
+    import sigmanet as sn
+
+    reason = sn.backend_status()[name]
+    if reason is not None:
+        if name in ("numpy", "numba"):
+            pytest.fail(f"{name} backend must be usable on every machine: {reason}")
+        pytest.skip(f"{name} backend not usable here: {reason}")
+    return name

@@ -26,3 +26,9 @@ def test_xor_perceptron_fails_where_the_hidden_layer_succeeds(tmp_path):
     final = load("xor_hidden_layer").main(["--iterations", "20000", "--plot", str(tmp_path / "xor.png")])
     assert final["[3, 1]"] > 0.45 and final["[3, 4, 1]"] < 0.05
     assert (tmp_path / "xor.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sklearn_pipeline_grid_search_and_loss_curve(tmp_path):
+    accuracy = load("sklearn_pipeline").main(["--backend", "numba", "--plot", str(tmp_path / "loss.png")])
+    assert accuracy > 0.93
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"

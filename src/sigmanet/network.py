@@ -315,7 +315,7 @@ class Network:
     def fit(self, X, y, iterations=60000, learning_rate=1.0, report_every=10000, *,
             loss="mse", batch_size=None, reduction="sum", scale_inputs=False,
             callback: Callable | None = None, progress: Callable | None = None,
-            report_seconds: float | None = None) -> History:
+            report_seconds: float | None = None, warn_stuck: bool = True) -> History:
         """Train by gradient descent; continues from the current weights.
 
         Parameters
@@ -355,6 +355,11 @@ class Network:
             many seconds (at most ``report_every`` iterations), starting from
             a single iteration. What Ctrl-C can lose is then bounded in time,
             on 4 rows or on millions.
+
+        warn_stuck : bool, default True
+            Warn (once) when the fit is stuck; see Warns. Callers that run
+            one short fit per epoch and judge progress themselves (the
+            scikit-learn estimators) turn it off.
 
         Returns
         -------
@@ -432,7 +437,8 @@ class Network:
                 break
             if report_seconds is not None:  # grow towards report_seconds per interval, at most 4x at a time
                 n = max(1, min(4 * n, report_every, int(n * report_seconds / max(elapsed, 1e-6))))
-        self._warn_if_stuck(hist, Xs)
+        if warn_stuck:
+            self._warn_if_stuck(hist, Xs)
         return hist
 
     def _warn_if_stuck(self, hist: History, Xs) -> None:
