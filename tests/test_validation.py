@@ -87,7 +87,7 @@ def test_invalid_fit_options_change_nothing(trained, kwargs, exc, match):
     (X, np.hstack([Y, Y]), ValueError, r"the network has 1 output, so y needs 1 column; got shape \(4, 2\)"),
     (X[:3], Y, ValueError, "X has 3 rows but y has 4"),
     (X[:0], Y[:0], ValueError, "X is empty"),
-    (np.where(X == 1, np.nan, X), Y, ValueError, "X holds .* NaN or infinite"),
+    (np.where(X == 1, np.nan, X), Y, ValueError, "X holds NaN or infinite values, the first at row 0, column 2"),
     (np.where(X == 1, np.inf, X), Y, ValueError, "X holds"),
     (X, np.full_like(Y, np.nan), ValueError, "y holds"),
     (X.astype(complex), Y, TypeError, "X must be real, got complex"),

@@ -101,10 +101,24 @@ def _as_numeric_2d(name: str, a, n_cols: int, allow_1d_column: bool):
         raise ValueError(f"{name} {_shape_problem(name, arr, n_cols)}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows")
-    if kind == "f" and not bool(xp.isfinite(arr).all()):
-        bad = int((~xp.isfinite(arr)).sum())
-        raise ValueError(f"{name} holds {bad} NaN or infinite value(s); remove or impute them first")
+    if kind == "f":
+        _check_finite(name, arr, xp)
     return arr
+
+
+# Rows checked at a time for NaN and inf: bounds the check's temporary to a few MB.
+_FINITE_BLOCK_BYTES = 1 << 22
+
+
+def _check_finite(name, arr, xp):
+    """Raise if ``arr`` holds NaN or inf, looking at one block of rows at a time (no full-size temporary)."""
+    step = max(1, _FINITE_BLOCK_BYTES // max(1, arr.shape[1] * arr.dtype.itemsize))
+    for r0 in range(0, arr.shape[0], step):
+        block = arr[r0:r0 + step]
+        if not bool(xp.isfinite(block).all()):
+            rows, cols = xp.nonzero(~xp.isfinite(block))
+            raise ValueError(f"{name} holds NaN or infinite values, the first at row {r0 + int(rows[0])}, column "
+                             f"{int(cols[0])}; remove or impute them first")
 
 
 def _shape_problem(name: str, arr, n_cols: int) -> str:

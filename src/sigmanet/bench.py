@@ -13,6 +13,9 @@ Memory: ``peak_bytes`` is the most memory a timed interval allocated on top of
 what the trainer holds (tracemalloc on the host, the memory pool on a GPU);
 ``alloc_per_iteration`` compares two interval lengths, so a loop that
 allocates per iteration shows a positive figure and a fused one shows 0.
+``peak_rss_bytes`` is the process's resident peak over the whole cell (the
+data, the trainer's buffers, the timings: Linux's VmHWM, reset per cell) and
+``rss_growth_bytes`` that peak above the resident size before the cell.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class Record:
     peak_bytes: int | None = None
     alloc_per_iteration: float | None = None
     strategy: str = ""
+    peak_rss_bytes: int | None = None  # the process's resident peak during the cell (data, trainer, timings)
+    rss_growth_bytes: int | None = None  # that peak above the resident size before the cell began
 
 
 def layers_for(rows: int) -> list[int]:
@@ -130,7 +135,37 @@ def _side_by_side(run_n, sync, floor, floor_sync, min_seconds):
     return n, statistics.median(t_iter), statistics.median(t_gemm)
 
 
+def resident_bytes() -> tuple[int, int] | None:
+    """(resident now, resident peak) of this process from /proc/self/status (Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def reset_resident_peak() -> bool:
+    """Start a new resident-peak measurement (Linux: writing 5 to /proc/self/clear_refs resets VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def bench_backend(name, rows, dtype="float32", layers=None, min_seconds=0.5, threads=None) -> Record:
+    reset = reset_resident_peak()
+    before = resident_bytes()
+    rec = _bench_backend(name, rows, dtype, layers, min_seconds, threads)
+    after = resident_bytes()
+    if reset and before and after:
+        rec.peak_rss_bytes, rec.rss_growth_bytes = after[1], max(0, after[1] - before[0])
+    return rec
+
+
+def _bench_backend(name, rows, dtype, layers, min_seconds, threads) -> Record:
     layers = layers or layers_for(rows)
     backend = get_backend(name, threads=threads)
     X, y = dataset(rows, layers, dtype)
@@ -421,14 +456,17 @@ def tutorial_fit_speedup(backend: str, baseline="numpy", repeats=3) -> dict:
 
 def format_table(records) -> str:
     head = f"{'backend':12s} {'kind':7s} {'rows':>8s} {'layers':14s} {'dtype':7s} {'it/s':>10s} " \
-           f"{'samples/s':>10s} {'GFLOP/s':>8s} {'gemm_ratio':>10s} {'compile s':>9s} {'alloc/it':>9s}"
+           f"{'samples/s':>10s} {'GFLOP/s':>8s} {'gemm_ratio':>10s} {'compile s':>9s} {'alloc/it':>9s} " \
+           f"{'peak MiB':>9s} {'+RSS MiB':>9s}"
     lines = [head, "-" * len(head)]
     for r in records:
         ratio = "" if r.gemm_ratio is None else f"{r.gemm_ratio:.2f}"
         alloc = "" if r.alloc_per_iteration is None else f"{r.alloc_per_iteration:.0f}"
+        peak = "" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f}"
+        rss = "" if r.rss_growth_bytes is None else f"{r.rss_growth_bytes / 2**20:.1f}"
         lines.append(f"{r.backend:12s} {r.kind:7s} {r.rows:8d} {'-'.join(map(str, r.layers)):14s} {r.dtype:7s} "
                      f"{r.iterations_per_second:10.4g} {r.samples_per_second:10.4g} {r.gflops:8.2f} {ratio:>10s} "
-                     f"{r.compile_seconds:9.2f} {alloc:>9s}")
+                     f"{r.compile_seconds:9.2f} {alloc:>9s} {peak:>9s} {rss:>9s}")
     return "\n".join(lines)
 
 

@@ -300,15 +300,23 @@ class Network:
                              f"input column(s) {bad.tolist()} are not (min {lo[bad].tolist()}, max {hi[bad].tolist()})")
         self.input_range = (lo, hi)
 
-    @staticmethod
-    def _scaled(X, input_range):
-        """X mapped by ``(X - lo) / (hi - lo)`` per column (X itself when there is no range)."""
+    def _scaled(self, X, input_range):
+        """X mapped by ``(X - lo) / (hi - lo)`` per column, in the network's dtype (X itself without a range).
+
+        Written block by block into one array of the network's dtype: the
+        only copy is the one the backend trains on, with no float64
+        temporaries of the whole table.
+        """
         if input_range is None:
             return X
         xp = array_namespace(X)
         lo, hi = (xp.asarray(a) for a in input_range)
         span = xp.where(hi > lo, hi - lo, 1.0)
-        return (X - lo) / span
+        out = xp.empty(X.shape, self.dtype)
+        step = max(1, (1 << 22) // (8 * X.shape[1]))
+        for r0 in range(0, X.shape[0], step):
+            out[r0:r0 + step] = (X[r0:r0 + step] - lo) / span
+        return out
 
     # -- training --
 

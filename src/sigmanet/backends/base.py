@@ -164,6 +164,24 @@ class Backend:
         finally:
             tracemalloc.stop()
 
+    def available_memory(self) -> int | None:
+        """Bytes this backend can still allocate for a fit (host RAM here), or None when unknown."""
+        return available_host_memory()
+
+    def check_memory(self, needed: int, detail: str) -> None:
+        """Raise MemoryError, before anything is allocated, when a fit's buffers cannot fit.
+
+        ``needed``: the bytes the trainer will allocate; ``detail``: what they are.
+        """
+        available = self.available_memory()
+        if available is None or needed <= available:
+            return
+        raise MemoryError(
+            f"the {self.name} backend needs about {needed / 2**30:.2f} GiB for this fit ({detail}), but only "
+            f"{available / 2**30:.2f} GiB is available; nothing was trained. What helps: the numba backend "
+            "(it trains in row chunks of bounded size), batch_size=N (buffers for N rows), float32 (half the "
+            "bytes), or a smaller table.")
+
     def limits(self):
         """Context bounding the threads of this backend's libraries."""
         if self.threads is None:
@@ -175,7 +193,16 @@ class Backend:
     # -- training and inference --
 
     def trainer(self, weights, biases, X, y, config: TrainConfig) -> Trainer:
-        """A trainer holding this fit's arrays; ``X`` and ``y`` as the user gave them (validated)."""
+        """A trainer holding this fit's arrays; ``X`` and ``y`` as the user gave them (validated).
+
+        Raises MemoryError first when its buffers cannot fit (:meth:`check_memory`).
+        """
+        dt = np.dtype(weights[0].dtype)
+        m = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
+        units = sum(w.shape[1] for w in weights)
+        self.check_memory(3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt),
+                          f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
+                          "plus X and y in the network's dtype")
         return GemmTrainer(self, weights, biases, X, y, config)
 
     def predict(self, weights, biases, X):
@@ -203,6 +230,30 @@ class Backend:
 
     def _sigmoid(self, z):
         return sigmoid(z, out=z)
+
+
+def copy_bytes(a, dtype) -> int:
+    """Bytes ``to_device`` will allocate for ``a``: none when it is already a C-contiguous array of ``dtype``."""
+    if isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous:
+        return 0
+    return int(np.prod(a.shape)) * np.dtype(dtype).itemsize
+
+
+def available_host_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 # Activations held at once by predict and error: about 8 MiB per block.

@@ -24,7 +24,7 @@ import contextlib
 
 import numpy as np
 
-from .base import Backend, GemmTrainer, Trainer, batch_bounds, step_scale
+from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, step_scale
 
 SMALL_LIMIT = 1 << 16  # multiply-adds per iteration up to which one launch runs the interval
 GRAPH_LIMIT = 1 << 24  # up to which one full-batch iteration is replayed as a CUDA graph
@@ -231,8 +231,21 @@ class CupyBackend(Backend):
             self.synchronize()
         return total[0]
 
+    def available_memory(self) -> int | None:
+        """Device bytes free: the driver's free memory plus what CuPy's pool holds unused."""
+        cp = _cupy()
+        free, _ = cp.cuda.runtime.memGetInfo()
+        pool = cp.get_default_memory_pool()
+        return int(free) + int(pool.free_bytes())
+
     def trainer(self, weights, biases, X, y, config):
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
+        dt_ = np.dtype(weights[0].dtype)
+        units = sum(w.shape[1] for w in weights)
+        uploads = sum(0 if array_namespace(a) is not np else int(np.prod(a.shape)) * dt_.itemsize for a in (X, y))
+        self.check_memory(3 * rows * units * dt_.itemsize + uploads,
+                          f"device buffers: 3 x {rows} rows x {units} units x {dt_.itemsize} bytes, plus X and y "
+                          "uploaded from the host")
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
         dt = np.dtype(weights[0].dtype)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]

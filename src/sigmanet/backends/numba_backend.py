@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .base import Backend, Trainer, batch_bounds, step_scale
+from .base import Backend, Trainer, batch_bounds, copy_bytes, step_scale
 
 # Multiply-adds per iteration (rows x sum of n_k * n_{k+1}) up to which the
 # single fused call beats BLAS on row chunks. Measured on a 2-core Xeon
@@ -255,5 +255,14 @@ class NumbaBackend(Backend):
     def trainer(self, weights, biases, X, y, config):
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
-        cls = FusedTrainer if macs <= SMALL_LIMIT else BlockedTrainer
-        return cls(self, weights, biases, X, y, config)
+        dt = np.dtype(weights[0].dtype)
+        copies = copy_bytes(X, dt) + copy_bytes(y, dt)
+        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        if macs <= SMALL_LIMIT:
+            buffers = 2 * len(sizes) * rows * max(sizes) * dt.itemsize
+            self.check_memory(buffers + copies, f"activations and deltas of {rows} rows padded to {max(sizes)} "
+                                                "units, plus X and y in the network's dtype")
+            return FusedTrainer(self, weights, biases, X, y, config)
+        self.check_memory(copies + self.worker_count() * 2 * CHUNK_BYTES,
+                          "X and y in the network's dtype, plus one row chunk per worker")
+        return BlockedTrainer(self, weights, biases, X, y, config)
