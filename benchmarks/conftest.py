@@ -17,7 +17,8 @@ from sigmanet.backends import registered_backends
 
 SMOKE = os.environ.get("SIGMANET_BENCH_SMOKE", "") not in ("", "0")
 SIZES = [int(s) for s in os.environ.get("SIGMANET_BENCH_SIZES", "").split(",") if s] or (
-    [4, 256] if SMOKE else [4, 1024, 16384, 65536, 262144])
+    [4, 256] if SMOKE else [4, 1024, 16384, 65536, 262144]
+)
 
 
 def pytest_generate_tests(metafunc):
@@ -46,6 +47,7 @@ def rounds():
 @pytest.fixture
 def case():
     """Data, weights and layers for a size, built outside the timed function."""
+
     def make(rows, dtype):
         import numpy as np
 

@@ -95,15 +95,21 @@ def main(argv=None):
             if "error" in r:
                 print(f"{kind:8s} {backend:6s} {args.rows} rows: {r['error']}")
                 continue
-            print(f"{kind:8s} {backend:6s} {r['rows']} rows x 64-256-16 float32: data {r['data_bytes'] / 2**30:.2f} "
-                  f"GiB, added {r['added_bytes'] / 2**30:.3f} GiB, {r['seconds']:.1f} s", flush=True)
+            print(
+                f"{kind:8s} {backend:6s} {r['rows']} rows x 64-256-16 float32: data {r['data_bytes'] / 2**30:.2f} "
+                f"GiB, added {r['added_bytes'] / 2**30:.3f} GiB, {r['seconds']:.1f} s",
+                flush=True,
+            )
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "table.csv")
         write_csv(path, args.csv_rows)
         r = child("csv", "-", 0, path)
         results.append(r)
-        print(f"csv      {r['rows']} rows x {r['columns']} columns, {os.path.getsize(path) / 1e6:.0f} MB: "
-              f"{r['mb_per_s']:.0f} MB/s, peak {r['peak_over_parsed']:.2f}x the parsed array", flush=True)
+        print(
+            f"csv      {r['rows']} rows x {r['columns']} columns, {os.path.getsize(path) / 1e6:.0f} MB: "
+            f"{r['mb_per_s']:.0f} MB/s, peak {r['peak_over_parsed']:.2f}x the parsed array",
+            flush=True,
+        )
     print(cpu_name())
     if args.out:
         with open(args.out, "w") as f:

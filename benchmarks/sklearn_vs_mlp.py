@@ -14,7 +14,6 @@ import statistics
 import time
 import warnings
 
-import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
@@ -33,10 +32,21 @@ def main(argv=None):
     args = p.parse_args(argv)
     X, y = make_table(args.rows, args.features, 1, seed=0)
     y = y[:, 0].astype(int)
-    common = dict(hidden_layer_sizes=(args.hidden,), learning_rate_init=0.5, max_iter=args.epochs,
-                  batch_size=args.rows, shuffle=False, tol=0.0, n_iter_no_change=10**9, random_state=0)
-    makers = {"MLPClassifier": lambda: MLPClassifier(activation="logistic", solver="sgd", momentum=0.0, alpha=0.0,
-                                                     learning_rate="constant", **common)}
+    common = dict(
+        hidden_layer_sizes=(args.hidden,),
+        learning_rate_init=0.5,
+        max_iter=args.epochs,
+        batch_size=args.rows,
+        shuffle=False,
+        tol=0.0,
+        n_iter_no_change=10**9,
+        random_state=0,
+    )
+    makers = {
+        "MLPClassifier": lambda: MLPClassifier(
+            activation="logistic", solver="sgd", momentum=0.0, alpha=0.0, learning_rate="constant", **common
+        )
+    }
     for b in args.backends.split(","):
         makers[f"SigmaNetClassifier({b})"] = lambda b=b: SigmaNetClassifier(backend=b, **common)
     for make in makers.values():  # warm-up: compile, load caches

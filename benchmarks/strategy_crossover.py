@@ -21,9 +21,19 @@ from sigmanet import bench
 from sigmanet.backends import backend_class, resolve
 
 # (rows, layers): from the seed's shape up through medium tables, narrow and wide
-CASES = [(4, [3, 4, 1]), (64, [8, 16, 2]), (256, [16, 32, 4]), (1024, [3, 4, 1]), (1024, [16, 32, 4]),
-         (4096, [16, 32, 4]), (1024, [64, 256, 16]), (16384, [16, 32, 4]), (8192, [64, 256, 16]),
-         (65536, [64, 256, 16]), (262144, [64, 256, 16])]
+CASES = [
+    (4, [3, 4, 1]),
+    (64, [8, 16, 2]),
+    (256, [16, 32, 4]),
+    (1024, [3, 4, 1]),
+    (1024, [16, 32, 4]),
+    (4096, [16, 32, 4]),
+    (1024, [64, 256, 16]),
+    (16384, [16, 32, 4]),
+    (8192, [64, 256, 16]),
+    (65536, [64, 256, 16]),
+    (262144, [64, 256, 16]),
+]
 QUICK = [(4, [3, 4, 1]), (256, [16, 32, 4]), (1024, [64, 256, 16])]
 
 
@@ -45,7 +55,7 @@ def measure(backend, cases, dtype, seconds):
                 rec = bench.bench_backend(backend, rows, dtype, layers=layers, min_seconds=seconds)
                 row["seconds_per_iteration"][strategy] = rec.seconds_per_iteration
                 row.setdefault("strategy_class", {})[strategy] = rec.strategy
-            except Exception as e:  # noqa: BLE001 - a failing strategy is a finding, not a stop
+            except Exception as e:
                 row["seconds_per_iteration"][strategy] = None
                 row.setdefault("errors", {})[strategy] = f"{type(e).__name__}: {e}"
             finally:
@@ -54,10 +64,14 @@ def measure(backend, cases, dtype, seconds):
         timed = {k: v for k, v in row["seconds_per_iteration"].items() if v is not None}
         row["fastest"] = min(timed, key=timed.get) if timed else None
         results.append(row)
-        cells = "  ".join(f"{k} {v * 1e6:9.2f} us" if v is not None else f"{k} failed"
-                          for k, v in row["seconds_per_iteration"].items())
-        print(f"{rows:>8d} x {'-'.join(map(str, layers)):12s} {row['macs']:>12d} MACs  {cells}  -> {row['fastest']}",
-              flush=True)
+        cells = "  ".join(
+            f"{k} {v * 1e6:9.2f} us" if v is not None else f"{k} failed"
+            for k, v in row["seconds_per_iteration"].items()
+        )
+        print(
+            f"{rows:>8d} x {'-'.join(map(str, layers)):12s} {row['macs']:>12d} MACs  {cells}  -> {row['fastest']}",
+            flush=True,
+        )
     return results
 
 
@@ -71,8 +85,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     backend = resolve(args.backend)
     results = measure(backend, QUICK if args.quick else CASES, args.dtype, args.seconds)
-    report = {"backend": backend, "dtype": args.dtype, "device": bench.get_backend(backend).device(),
-              "machine": bench.machine_info(), "cases": results}
+    report = {
+        "backend": backend,
+        "dtype": args.dtype,
+        "device": bench.get_backend(backend).device(),
+        "machine": bench.machine_info(),
+        "cases": results,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

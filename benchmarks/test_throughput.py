@@ -36,6 +36,8 @@ def test_training_interval(benchmark, usable, rows, dtype, case, rounds):
     if benchmark.stats is not None:
         per_it = benchmark.stats.stats.median / n
         benchmark.extra_info.update(
-            iterations=n, samples_per_second=rows / per_it,
-            gflops=bench.iteration_flops(rows, layers) / per_it / 1e9, device=backend.device())
-
+            iterations=n,
+            samples_per_second=rows / per_it,
+            gflops=bench.iteration_flops(rows, layers) / per_it / 1e9,
+            device=backend.device(),
+        )

@@ -27,14 +27,23 @@ def main(argv=None):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
     net = sn.Network([X.shape[1], 16, 1], backend=args.backend, seed=0)
     net.set_input_range(X_train.min(axis=0), X_train.max(axis=0))
-    hist = net.fit(X_train, y_train, iterations=args.iterations, learning_rate=2.0, loss="bce",
-                   reduction="mean", report_every=args.iterations // 5)
+    hist = net.fit(
+        X_train,
+        y_train,
+        iterations=args.iterations,
+        learning_rate=2.0,
+        loss="bce",
+        reduction="mean",
+        report_every=args.iterations // 5,
+    )
     for it, err in zip(hist.iterations, hist.errors):
         print(f"iteration {it:5d}  training error {err:.4f}")
     test_acc = np.mean((net.predict(X_test).ravel() > 0.5) == y_test)
     train_acc = np.mean((net.predict(X_train).ravel() > 0.5) == y_train)
-    print(f"backend {net.backend}: training accuracy {train_acc:.3f}, held-out accuracy {test_acc:.3f} "
-          f"on {len(y_test)} tumours")
+    print(
+        f"backend {net.backend}: training accuracy {train_acc:.3f}, held-out accuracy {test_acc:.3f} "
+        f"on {len(y_test)} tumours"
+    )
     return test_acc
 
 

@@ -27,8 +27,15 @@ def main(argv=None):
     X_train, X_test, Y_train, Y_test = train_test_split(X, Y, test_size=0.25, random_state=0, stratify=labels)
     net = sn.Network([64, 32, 10], backend=args.backend, seed=0)
     net.set_input_range(np.zeros(64), np.full(64, 16.0))  # pixel intensities are 0..16
-    hist = net.fit(X_train, Y_train, iterations=args.iterations, learning_rate=2.0, loss="bce",
-                   reduction="mean", report_every=args.iterations // 5)
+    hist = net.fit(
+        X_train,
+        Y_train,
+        iterations=args.iterations,
+        learning_rate=2.0,
+        loss="bce",
+        reduction="mean",
+        report_every=args.iterations // 5,
+    )
     for it, err in zip(hist.iterations, hist.errors):
         print(f"iteration {it:5d}  training error {err:.4f}")
     test_acc = np.mean(net.predict(X_test).argmax(axis=1) == Y_test.argmax(axis=1))

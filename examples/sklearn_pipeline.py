@@ -30,10 +30,16 @@ def main(argv=None):
 
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    pipe = make_pipeline(MinMaxScaler(), SigmaNetClassifier(backend=args.backend, max_iter=args.epochs,
-                                                            random_state=0))
-    grid = GridSearchCV(pipe, {"sigmanetclassifier__hidden_layer_sizes": [(16,), (64,)],
-                               "sigmanetclassifier__learning_rate_init": [0.5, 2.0]}, cv=3, n_jobs=2)
+    pipe = make_pipeline(MinMaxScaler(), SigmaNetClassifier(backend=args.backend, max_iter=args.epochs, random_state=0))
+    grid = GridSearchCV(
+        pipe,
+        {
+            "sigmanetclassifier__hidden_layer_sizes": [(16,), (64,)],
+            "sigmanetclassifier__learning_rate_init": [0.5, 2.0],
+        },
+        cv=3,
+        n_jobs=2,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed, short budget of epochs
         grid.fit(X_train, y_train)

@@ -3,10 +3,9 @@ import zlib
 
 import numpy as np
 import pytest
-
-import sigmanet as sn
 from helpers import ENGINES, force_strategy
 
+import sigmanet as sn
 from sigmanet.backends import registered_backends
 
 # Backends every machine must run; any other skips, with the reason, where it cannot.

@@ -16,15 +16,17 @@ def write_csv(path, header, rows):
 def set_patched_flag(data: bytes) -> bytes:
     """Set flag bit 5 ("compressed patched data") in the first central-directory entry of a zip."""
     at = data.index(b"PK\x01\x02") + 8
-    return data[:at] + bytes([data[at] | 0x20]) + data[at + 1:]
+    return data[:at] + bytes([data[at] | 0x20]) + data[at + 1 :]
 
 
 # Every (backend, strategy) pair a fit can run through, from each backend's own
 # ``strategies`` (the module limits that force it); a backend without
 # strategies runs as itself.
-ENGINES = {f"{name}-{strategy}" if strategy else name: (name, limits)
-           for name in registered_backends()
-           for strategy, limits in (backend_class(name).strategies or {None: {}}).items()}
+ENGINES = {
+    f"{name}-{strategy}" if strategy else name: (name, limits)
+    for name in registered_backends()
+    for strategy, limits in (backend_class(name).strategies or {None: {}}).items()
+}
 
 
 def force_strategy(monkeypatch, engine_name):

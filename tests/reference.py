@@ -36,8 +36,19 @@ def seed_program(iterations=60000):
     return errors, [syn0, syn1], l2
 
 
-def reference_fit(weights, X, y, iterations, lr=1.0, report_every=None, biases=None, loss="mse",
-                  reduction="sum", batch_size=None, start=0):
+def reference_fit(
+    weights,
+    X,
+    y,
+    iterations,
+    lr=1.0,
+    report_every=None,
+    biases=None,
+    loss="mse",
+    reduction="sum",
+    batch_size=None,
+    start=0,
+):
     """Plain loop; returns (errors at report points, weights, biases). float64 throughout."""
     W = [np.array(w, dtype=np.float64) for w in weights]
     B = None if biases is None else [np.array(b, dtype=np.float64) for b in biases]

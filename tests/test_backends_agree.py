@@ -48,8 +48,18 @@ def test_seed_run_agrees_with_the_seed_program(engine, iterations):
 @pytest.mark.parametrize("layers,n", [([3, 1], 4), ([5, 8, 2], 37), ([4, 16, 9, 3], 200), ([6, 5, 5, 5, 5, 2], 64)])
 def test_random_shapes_and_depths_agree(engine, rng, dtype, layers, n):
     X, y = random_problem(rng, n, layers)
-    check_agree(engine, layers, X.astype(dtype), y, dtype=dtype, seed=int(rng.integers(1 << 30)),
-                iterations=150, learning_rate=1.0, report_every=50, reduction="mean")
+    check_agree(
+        engine,
+        layers,
+        X.astype(dtype),
+        y,
+        dtype=dtype,
+        seed=int(rng.integers(1 << 30)),
+        iterations=150,
+        learning_rate=1.0,
+        report_every=50,
+        reduction="mean",
+    )
 
 
 @pytest.mark.parametrize("loss", ["mse", "bce"])
@@ -58,8 +68,20 @@ def test_random_shapes_and_depths_agree(engine, rng, dtype, layers, n):
 def test_options_agree(engine, rng, loss, batch_size, bias):
     layers = [5, 12, 3]
     X, y = random_problem(rng, 45, layers)
-    check_agree(engine, layers, X, y, bias=bias, seed=int(rng.integers(1 << 30)), iterations=90,
-                learning_rate=0.7, report_every=20, loss=loss, batch_size=batch_size, reduction="mean")
+    check_agree(
+        engine,
+        layers,
+        X,
+        y,
+        bias=bias,
+        seed=int(rng.integers(1 << 30)),
+        iterations=90,
+        learning_rate=0.7,
+        report_every=20,
+        loss=loss,
+        batch_size=batch_size,
+        reduction="mean",
+    )
 
 
 def test_summed_steps_agree_on_a_larger_table(engine, rng):

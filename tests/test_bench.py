@@ -8,8 +8,17 @@ import pytest
 from sigmanet import bench
 from sigmanet.cli import main
 
-FIELDS = {"backend", "rows", "layers", "dtype", "iterations_per_second", "samples_per_second", "gflops",
-          "gemm_ratio", "device"}
+FIELDS = {
+    "backend",
+    "rows",
+    "layers",
+    "dtype",
+    "iterations_per_second",
+    "samples_per_second",
+    "gflops",
+    "gemm_ratio",
+    "device",
+}
 
 
 def test_iteration_flops_counts_forward_delta_and_gradient_gemms():
@@ -73,7 +82,8 @@ def test_cli_bench_says_which_peers_it_skips_and_why(tmp_path, capsys, monkeypat
 
 
 def test_cli_bench_says_when_it_cannot_draw_the_chart(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench, "chart_unavailable", lambda: "matplotlib is not installed (pip install 'sigmanet[bench]')")
+    why = "matplotlib is not installed (pip install 'sigmanet[bench]')"
+    monkeypatch.setattr(bench, "chart_unavailable", lambda: why)
     assert main(["bench", "--quick", "--no-peers", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
     assert "skipping throughput.png: matplotlib is not installed" in capsys.readouterr().out
     assert not (tmp_path / "throughput.png").exists() and (tmp_path / "results.json").exists()

@@ -97,17 +97,20 @@ def rewrite(path, mutate):
     path.write_bytes(buf.getvalue())
 
 
-@pytest.mark.parametrize("damage,match", [
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated or corrupted"),
-    (lambda p: p.write_bytes(b""), "truncated or corrupted"),
-    (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip" * 10), "truncated or corrupted"),
-    (lambda p: p.write_text("layers,3,4,1\n"), "truncated or corrupted"),
-    (lambda p: rewrite(p, lambda a: a["W0"].__setitem__((0, 0), 9.0)), "checksum"),
-    (lambda p: rewrite(p, lambda a: a.pop("W1")), "checksum"),
-    (lambda p: rewrite(p, lambda a: a.pop("header")), "no sigmanet header"),
-    # flag bit 5 in a central-directory entry: zipfile raises NotImplementedError (found by the random flips)
-    (lambda p: p.write_bytes(set_patched_flag(p.read_bytes())), "NotImplementedError"),
-])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated or corrupted"),
+        (lambda p: p.write_bytes(b""), "truncated or corrupted"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip" * 10), "truncated or corrupted"),
+        (lambda p: p.write_text("layers,3,4,1\n"), "truncated or corrupted"),
+        (lambda p: rewrite(p, lambda a: a["W0"].__setitem__((0, 0), 9.0)), "checksum"),
+        (lambda p: rewrite(p, lambda a: a.pop("W1")), "checksum"),
+        (lambda p: rewrite(p, lambda a: a.pop("header")), "no sigmanet header"),
+        # flag bit 5 in a central-directory entry: zipfile raises NotImplementedError (found by the random flips)
+        (lambda p: p.write_bytes(set_patched_flag(p.read_bytes())), "NotImplementedError"),
+    ],
+)
 def test_damaged_files_raise_model_file_error(tmp_path, damage, match):
     path = good_model(tmp_path)
     damage(path)
@@ -151,8 +154,17 @@ def test_newer_format_is_refused_with_advice(tmp_path):
 
 
 def test_inconsistent_header_is_refused(tmp_path):
-    foreign(tmp_path / "i.npz", {"format": "sigmanet-model", "format_version": 1, "layers": [3, 4, 1],
-                                 "dtype": "float64", "bias": False, "iteration": 0})
+    foreign(
+        tmp_path / "i.npz",
+        {
+            "format": "sigmanet-model",
+            "format_version": 1,
+            "layers": [3, 4, 1],
+            "dtype": "float64",
+            "bias": False,
+            "iteration": 0,
+        },
+    )
     with pytest.raises(sn.ModelFileError, match="inconsistent"):
         sn.load(tmp_path / "i.npz")
 

@@ -24,7 +24,7 @@ def test_demo_prints_the_seed_errors_output_backend_and_time(capsys):
     lines = [ln for ln in out.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 6
     for line, ref in zip(lines, errors, strict=True):
-        assert abs(float(line[len("Error:"):]) - ref) <= 1e-9 * ref
+        assert abs(float(line[len("Error:") :]) - ref) <= 1e-9 * ref
     assert "Output After Training:" in out
     assert "backend: numpy" in out and "us/iteration" in out and "compile" in out
 
@@ -59,6 +59,7 @@ def test_bad_arguments_fail_with_a_message_not_a_traceback(args):
 
 # -- train and predict on a user's own data --
 
+
 @pytest.fixture
 def xor_csv(tmp_path):
     """A noisy XOR of two features at large, unscaled values, plus an ignored-by-name extra column."""
@@ -72,8 +73,28 @@ def xor_csv(tmp_path):
 
 def test_train_then_predict_round_trip(tmp_path, xor_csv, capsys):
     model, png = tmp_path / "m.npz", tmp_path / "curve.png"
-    assert main(["train", str(xor_csv), "--target", "label", "--hidden", "8", "--iterations", "3000",
-                 "--backend", "numpy", "--save", str(model), "--plot", str(png), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(xor_csv),
+                "--target",
+                "label",
+                "--hidden",
+                "8",
+                "--iterations",
+                "3000",
+                "--backend",
+                "numpy",
+                "--save",
+                str(model),
+                "--plot",
+                str(png),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     acc = float(out.split("training accuracy:")[1].split()[0])
     assert acc > 0.95
@@ -114,26 +135,41 @@ def test_train_from_npz_and_npy(tmp_path, capsys):
     np.savez(tmp_path / "t.npz", X=X, y=y)
     np.save(tmp_path / "t.npy", np.hstack([X, y]))
     assert main(["train", str(tmp_path / "t.npz"), "--iterations", "50", "--no-progress"]) == 0
-    assert main(["train", str(tmp_path / "t.npy"), "--target=-2,-1", "--iterations", "50",
-                 "--no-progress", "--save", str(tmp_path / "m.npz")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "t.npy"),
+                "--target=-2,-1",
+                "--iterations",
+                "50",
+                "--no-progress",
+                "--save",
+                str(tmp_path / "m.npz"),
+            ]
+        )
+        == 0
+    )
     assert sn.load(tmp_path / "m.npz").layers == (4, 16, 2)
 
 
-@pytest.mark.parametrize("content,args,message", [
-    ("a,b,label\n1,2,3\n4,5,0\n", ["--target", "label"], r"values in \[0, 3\].*rescale"),
-    ("a,b,label\n1,2,x\n", ["--target", "label"], "line 2, column 'label': 'x' is not a number"),
-    ("a,b,label\n1,2\n", ["--target", "label"], "line 2: 2 fields"),
-    ("a,b,label\n", ["--target", "label"], "no data rows"),
-    ("", ["--target", "label"], "is empty"),
-    ("a,b,label\n1,2,0\n", ["--target", "nope"], "'nope' is not in"),
-    ("a,b,label\n1,2,0\n", [], "--target is required"),
-    ("a,b\n1,0\n", ["--target", "a,b"], "no input column is left"),
-    ("a,b,label\n1,2,0\n3,nan,1\n", ["--target", "label"], "line 3, column 'b': 'nan' is not a finite number"),
-    ("a,b,label\n1,2,0\n3,4,1\n-inf,5,0\n", ["--target", "label"], "line 4, column 'a': '-inf' is not a finite"),
-])
+@pytest.mark.parametrize(
+    "content,args,message",
+    [
+        ("a,b,label\n1,2,3\n4,5,0\n", ["--target", "label"], r"values in \[0, 3\].*rescale"),
+        ("a,b,label\n1,2,x\n", ["--target", "label"], "line 2, column 'label': 'x' is not a number"),
+        ("a,b,label\n1,2\n", ["--target", "label"], "line 2: 2 fields"),
+        ("a,b,label\n", ["--target", "label"], "no data rows"),
+        ("", ["--target", "label"], "is empty"),
+        ("a,b,label\n1,2,0\n", ["--target", "nope"], "'nope' is not in"),
+        ("a,b,label\n1,2,0\n", [], "--target is required"),
+        ("a,b\n1,0\n", ["--target", "a,b"], "no input column is left"),
+        ("a,b,label\n1,2,0\n3,nan,1\n", ["--target", "label"], "line 3, column 'b': 'nan' is not a finite number"),
+        ("a,b,label\n1,2,0\n3,4,1\n-inf,5,0\n", ["--target", "label"], "line 4, column 'a': '-inf' is not a finite"),
+    ],
+)
 @pytest.mark.parametrize("reader", ["pyarrow", "stdlib"])
-def test_train_rejects_bad_tables_with_a_clear_message(tmp_path, capsys, monkeypatch, content, args, message,
-                                                       reader):
+def test_train_rejects_bad_tables_with_a_clear_message(tmp_path, capsys, monkeypatch, content, args, message, reader):
     import sigmanet.io
 
     if reader == "stdlib":
@@ -167,7 +203,6 @@ def test_predict_refuses_a_table_without_the_models_columns(tmp_path, xor_csv, c
     assert "lacks the model's input column(s) ['beta']" in capsys.readouterr().err
 
 
-
 # -- what a new user hit (issue 13): each a regression test --
 
 
@@ -180,8 +215,22 @@ def test_plot_without_matplotlib_fails_before_training_and_loses_nothing(tmp_pat
     trained = []
     monkeypatch.setattr(cli, "_matplotlib", no_matplotlib)
     monkeypatch.setattr(sn.Network, "fit", lambda *a, **k: trained.append(1))
-    assert main(["train", str(xor_csv), "--target", "label", "--save", str(tmp_path / "m.npz"),
-                 "--plot", str(tmp_path / "c.png"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(xor_csv),
+                "--target",
+                "label",
+                "--save",
+                str(tmp_path / "m.npz"),
+                "--plot",
+                str(tmp_path / "c.png"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--plot needs matplotlib" in capsys.readouterr().err and not trained
 
 
@@ -196,8 +245,21 @@ def test_the_model_is_saved_before_the_plot_is_drawn(tmp_path, xor_csv, monkeypa
 
     monkeypatch.setattr(cli, "write_error_plot", failing_plot)
     with pytest.raises(OSError, match="disk full"):
-        main(["train", str(xor_csv), "--target", "label", "--iterations", "10", "--save", str(model),
-              "--plot", str(tmp_path / "c.png"), "--no-progress"])
+        main(
+            [
+                "train",
+                str(xor_csv),
+                "--target",
+                "label",
+                "--iterations",
+                "10",
+                "--save",
+                str(model),
+                "--plot",
+                str(tmp_path / "c.png"),
+                "--no-progress",
+            ]
+        )
     assert sn.load(model).iteration == 10
 
 
@@ -207,25 +269,51 @@ def iris_like_csv(tmp_path):
     labels = rng.integers(0, 3, 300)
     rows = [[i, *(rng.normal(size=2) + c), c == 0, c == 1, c == 2] for i, c in enumerate(labels)]
     path = tmp_path / "iris.csv"
-    write_csv(path, ["id", "f1", "f2", "setosa", "versicolor", "virginica"], [[int(v) for v in r[:1]] + r[1:3]
-              + [int(v) for v in r[3:]] for r in rows])
+    write_csv(
+        path,
+        ["id", "f1", "f2", "setosa", "versicolor", "virginica"],
+        [[int(v) for v in r[:1]] + r[1:3] + [int(v) for v in r[3:]] for r in rows],
+    )
     return path
 
 
 def test_repeated_target_adds_targets_instead_of_leaking_the_first_into_the_inputs(tmp_path, iris_like_csv):
     model = tmp_path / "m.npz"
-    assert main(["train", str(iris_like_csv), "--target", "setosa", "--target", "versicolor", "--target",
-                 "virginica", "--exclude", "id", "--iterations", "20", "--save", str(model), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(iris_like_csv),
+                "--target",
+                "setosa",
+                "--target",
+                "versicolor",
+                "--target",
+                "virginica",
+                "--exclude",
+                "id",
+                "--iterations",
+                "20",
+                "--save",
+                str(model),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     net = sn.load(model)
     assert net.target_names == ["setosa", "versicolor", "virginica"] and net.input_names == ["f1", "f2"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--target", "setosa", "--target", "setosa"], r"--target names column\(s\) \['setosa'\] more than once"),
-    (["--target", "setosa", "--inputs", "f1,setosa"], "both --inputs and --target: a target that is also an input"),
-    (["--target", "setosa", "--exclude", "setosa"], "both --target and --exclude"),
-    (["--target", "setosa", "--exclude", "nope"], "--exclude column 'nope' is not in"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--target", "setosa", "--target", "setosa"], r"--target names column\(s\) \['setosa'\] more than once"),
+        (["--target", "setosa", "--inputs", "f1,setosa"], "both --inputs and --target: a target that is also an input"),
+        (["--target", "setosa", "--exclude", "setosa"], "both --target and --exclude"),
+        (["--target", "setosa", "--exclude", "nope"], "--exclude column 'nope' is not in"),
+    ],
+)
 def test_target_and_input_mistakes_are_refused(iris_like_csv, capsys, args, message):
     assert main(["train", str(iris_like_csv), *args, "--no-progress"]) == 2
     assert re.search(message, capsys.readouterr().err)
@@ -233,16 +321,57 @@ def test_target_and_input_mistakes_are_refused(iris_like_csv, capsys, args, mess
 
 def test_inputs_picks_the_input_columns(tmp_path, iris_like_csv):
     model = tmp_path / "m.npz"
-    assert main(["train", str(iris_like_csv), "--target", "setosa", "--inputs", "f2", "--iterations", "5",
-                 "--save", str(model), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(iris_like_csv),
+                "--target",
+                "setosa",
+                "--inputs",
+                "f2",
+                "--iterations",
+                "5",
+                "--save",
+                str(model),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert sn.load(model).input_names == ["f2"]
 
 
 def test_validation_fraction_reports_held_out_scores_and_patience_stops_early(tmp_path, xor_csv, capsys):
     png = tmp_path / "c.png"
-    assert main(["train", str(xor_csv), "--target", "label", "--hidden", "8", "--iterations", "100000",
-                 "--validation-fraction", "0.25", "--patience", "3", "--check-every", "200",
-                 "--learning-rate", "20", "--backend", "numpy", "--plot", str(png), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(xor_csv),
+                "--target",
+                "label",
+                "--hidden",
+                "8",
+                "--iterations",
+                "100000",
+                "--validation-fraction",
+                "0.25",
+                "--patience",
+                "3",
+                "--check-every",
+                "200",
+                "--learning-rate",
+                "20",
+                "--backend",
+                "numpy",
+                "--plot",
+                str(png),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "held-out accuracy:" in out and "held-out error" in out
     trained = int(out.split("trained ")[1].split()[0])
@@ -259,10 +388,25 @@ def test_the_training_curve_ends_at_the_last_iteration(monkeypatch, tmp_path, xo
     import sigmanet.cli as cli
 
     seen = {}
-    monkeypatch.setattr(cli, "write_error_plot", lambda path, curves, title="": seen.update(curves=curves,
-                                                                                              title=title))
-    assert main(["train", str(xor_csv), "--target", "label", "--iterations", "2000", "--validation-fraction",
-                 "0.2", "--plot", str(tmp_path / "c.png"), "--no-progress"]) == 0
+    monkeypatch.setattr(cli, "write_error_plot", lambda path, curves, title="": seen.update(curves=curves, title=title))
+    assert (
+        main(
+            [
+                "train",
+                str(xor_csv),
+                "--target",
+                "label",
+                "--iterations",
+                "2000",
+                "--validation-fraction",
+                "0.2",
+                "--plot",
+                str(tmp_path / "c.png"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert set(seen["curves"]) == {"training rows", "held-out rows"}
     for points in seen["curves"].values():
         assert points[-1][0] == 2000
@@ -279,8 +423,10 @@ def test_predict_on_a_file_that_is_not_a_model_says_so(tmp_path, capsys):
 
 def test_a_closed_pipe_ends_quietly(tmp_path, xor_csv):
     model = tmp_path / "m.npz"
-    assert main(["train", str(xor_csv), "--target", "label", "--iterations", "5", "--save", str(model),
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", str(xor_csv), "--target", "label", "--iterations", "5", "--save", str(model), "--no-progress"])
+        == 0
+    )
     big = tmp_path / "big.csv"
     write_csv(big, ["alpha", "beta"], [[1.0, 2.0]] * 20000)
     shell = f"{sys.executable} -m sigmanet predict {model} {big} | head -n 1"
@@ -289,11 +435,17 @@ def test_a_closed_pipe_ends_quietly(tmp_path, xor_csv):
     assert r.stderr == ""
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "x.csv", "--learning-rate", "fast"], "argument --learning-rate: must be a positive number, got 'fast'"),
-    (["demo", "--iterations", "lots"], "argument --iterations: must be a whole number of at least 1, got 'lots'"),
-    (["demo", "--backend", "gpu"], "argument --backend: invalid choice: 'gpu'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["train", "x.csv", "--learning-rate", "fast"],
+            "argument --learning-rate: must be a positive number, got 'fast'",
+        ),
+        (["demo", "--iterations", "lots"], "argument --iterations: must be a whole number of at least 1, got 'lots'"),
+        (["demo", "--backend", "gpu"], "argument --backend: invalid choice: 'gpu'"),
+    ],
+)
 def test_argument_errors_name_the_option_not_a_private_function(args, message):
     r = run_cli(*args)
     assert r.returncode == 2 and message in r.stderr
@@ -306,12 +458,15 @@ def test_unknown_backend_message_does_not_say_from_backend():
     assert "from backend" not in str(e.value) and "'gpu'" in str(e.value)
 
 
-@pytest.mark.parametrize("command,words", [
-    ("train", ["--target", "repeat it", "--validation-fraction", "--patience", "numpy", "numba", "cupy"]),
-    ("predict", ["predicted class", "--probabilities-only", "numba"]),
-    ("bench", ["--layers", "sigmanet[peers]", "sigmanet[bench]"]),
-    ("demo", ["--iterations", "auto"]),
-])
+@pytest.mark.parametrize(
+    "command,words",
+    [
+        ("train", ["--target", "repeat it", "--validation-fraction", "--patience", "numpy", "numba", "cupy"]),
+        ("predict", ["predicted class", "--probabilities-only", "numba"]),
+        ("bench", ["--layers", "sigmanet[peers]", "sigmanet[bench]"]),
+        ("demo", ["--iterations", "auto"]),
+    ],
+)
 def test_subcommand_help_describes_options_and_backends(command, words):
     r = run_cli(command, "--help")
     assert r.returncode == 0

@@ -42,8 +42,7 @@ def test_strategies_by_size(cp):
 
     b = get_backend("cupy")
     X, y = tutorial_table()
-    assert isinstance(b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()),
-                      cupy_backend.FusedGpuTrainer)
+    assert isinstance(b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()), cupy_backend.FusedGpuTrainer)
     X, y = make_table(1 << 16, 64, 16)
     big = b.trainer(sn.Network([64, 256, 16]).weights, None, X, y, TrainConfig())
     assert isinstance(big, cupy_backend.CupyGemmTrainer)
@@ -96,8 +95,9 @@ def _graph_trainer(rows, layers, dtype="float32"):
 
     X, y = make_table(rows, layers[0], layers[-1], seed=1, dtype=dtype)
     w = sn.Network(layers, seed=3, dtype=dtype).weights
-    return cupy_backend.CupyGemmTrainer(get_backend("cupy"), w, None, X, y, TrainConfig(reduction="mean"),
-                                        use_graph=True)
+    return cupy_backend.CupyGemmTrainer(
+        get_backend("cupy"), w, None, X, y, TrainConfig(reduction="mean"), use_graph=True
+    )
 
 
 def test_lead1_the_first_graph_replay_sees_the_uploaded_data(monkeypatch):
@@ -147,15 +147,20 @@ def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(monkeypatch
     layers, itemsize = [8, 8, 1], 4
     fixed = itemsize * (8 * 8 + 8 + 8 + 1)
     rows = (optin - fixed) // (2 * itemsize * sum(layers))  # dynamic shared memory just under the limit
-    tr = get_backend("cupy").trainer(sn.Network(layers, dtype="float32").weights, None,
-                                     *make_table(rows, 8, 1, dtype="float32"), TrainConfig(reduction="mean"))
+    tr = get_backend("cupy").trainer(
+        sn.Network(layers, dtype="float32").weights,
+        None,
+        *make_table(rows, 8, 1, dtype="float32"),
+        TrainConfig(reduction="mean"),
+    )
     tr.run(0, 2)  # must launch (or the strategy must not be chosen), not fail
     _agree_with_numpy(layers, rows, iterations=2)
 
 
-@pytest.mark.parametrize("rows,layers,strategy", [(4, [3, 4, 1], "FusedGpuTrainer"),
-                                                  (2048, [16, 32, 4], "graph"),
-                                                  (1 << 15, [64, 256, 16], "eager")])
+@pytest.mark.parametrize(
+    "rows,layers,strategy",
+    [(4, [3, 4, 1], "FusedGpuTrainer"), (2048, [16, 32, 4], "graph"), (1 << 15, [64, 256, 16], "eager")],
+)
 def test_lead9_no_device_allocation_per_iteration_on_each_strategy(rows, layers, strategy, monkeypatch):
     from sigmanet.backends import cupy_backend
 

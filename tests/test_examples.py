@@ -3,7 +3,6 @@
 import importlib.util
 from pathlib import Path
 
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -12,8 +12,10 @@ from sigmanet.backends import get_backend, resolve
 
 
 def test_import_sigmanet_imports_neither_numba_nor_cupy():
-    code = ("import sys, json, sigmanet; "
-            "print(json.dumps([m for m in ('numba', 'cupy', 'llvmlite', 'threadpoolctl') if m in sys.modules]))")
+    code = (
+        "import sys, json, sigmanet; "
+        "print(json.dumps([m for m in ('numba', 'cupy', 'llvmlite', 'threadpoolctl') if m in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 

@@ -32,12 +32,25 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch):
     # as NVRTC does at run time for CuPy's name_expressions.
     instances = name_expressions("float") + name_expressions("double")
     unit = tmp_path / "unit.cu"
-    unit.write_text(f'#include "{source}"\n'
-                    "void sigmanet_instantiate_all() {\n"
-                    + "".join(f"    (void)(void*)&{name};\n" for name in instances)
-                    + "}\n")
-    result = subprocess.run(["nvcc", "-ptx", *compile_options(), f"-arch={arch}", "-Werror", "all-warnings",
-                             "-o", str(tmp_path / "out.ptx"), str(unit)], capture_output=True, text=True)
+    unit.write_text(
+        f'#include "{source}"\n'
+        "void sigmanet_instantiate_all() {\n" + "".join(f"    (void)(void*)&{name};\n" for name in instances) + "}\n"
+    )
+    result = subprocess.run(
+        [
+            "nvcc",
+            "-ptx",
+            *compile_options(),
+            f"-arch={arch}",
+            "-Werror",
+            "all-warnings",
+            "-o",
+            str(tmp_path / "out.ptx"),
+            str(unit),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "out.ptx").read_text()
     for kernel in ("train_small", "forward_sigmoid", "output_delta", "hidden_delta", "gemm_tiled"):
@@ -46,8 +59,11 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch):
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_kernels(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     wheel = next(tmp_path.glob("sigmanet-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -62,7 +62,7 @@ def test_numba_trains_a_memory_mapped_table_without_copying_it(tmp_path):
     np.save(tmp_path / "X.npy", X)
     code = textwrap.dedent(f"""
         import numpy as np, sigmanet as sn
-        X = np.load({str(tmp_path / 'X.npy')!r}, mmap_mode="r")
+        X = np.load({str(tmp_path / "X.npy")!r}, mmap_mode="r")
         y = np.ascontiguousarray(np.asarray(X[:, :2] > 0.5, dtype=np.float32))
         net = sn.Network([32, 64, 2], backend="numba", dtype="float32", seed=0)
         net.fit(X[:2048], y[:2048], iterations=2, reduction="mean")
@@ -89,7 +89,7 @@ def test_csv_reading_peaks_under_two_and_a_half_times_the_parsed_array(tmp_path)
     code = textwrap.dedent(f"""
         from sigmanet.bench import reset_resident_peak, resident_bytes
         from sigmanet.io import read_csv
-        read_csv({str(tmp_path / 'small.csv')!r})  # pyarrow's start-up memory is not the table's
+        read_csv({str(tmp_path / "small.csv")!r})  # pyarrow's start-up memory is not the table's
         before = resident_bytes()[0]
         assert reset_resident_peak()
         names, table = read_csv({str(path)!r})

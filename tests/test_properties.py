@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import force_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from helpers import force_strategy
 
 import sigmanet as sn
 

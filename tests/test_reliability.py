@@ -111,9 +111,25 @@ def test_cli_train_saves_a_checkpoint_on_interrupt(tmp_path):
     data = tmp_path / "t.npz"
     np.savez(data, X=Xt, y=yt)
     model = tmp_path / "m.npz"
-    proc = subprocess.Popen([sys.executable, "-c", CLI_WITH_PROGRESS_LINES, "train", str(data), "--iterations",
-                             "100000000", "--save", str(model), "--backend", "numpy", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLI_WITH_PROGRESS_LINES,
+            "train",
+            str(data),
+            "--iterations",
+            "100000000",
+            "--save",
+            str(model),
+            "--backend",
+            "numpy",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().startswith("done")  # an interval has completed: now interrupt
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -62,10 +62,12 @@ def test_options_beyond_the_seed_match_reference(rng, loss, reduction, batch_siz
     net = sn.Network(layers, backend="numpy", seed=3, bias=True)
     w0, b0 = net.weights, [rng.standard_normal(n) * 0.1 for n in layers[1:]]
     net.set_weights(w0, b0)
-    hist = net.fit(X, y, iterations=50, learning_rate=0.3, report_every=10, loss=loss,
-                   reduction=reduction, batch_size=batch_size)
-    errs, W, B = reference_fit(w0, X, y, 50, lr=0.3, report_every=10, biases=b0, loss=loss,
-                               reduction=reduction, batch_size=batch_size)
+    hist = net.fit(
+        X, y, iterations=50, learning_rate=0.3, report_every=10, loss=loss, reduction=reduction, batch_size=batch_size
+    )
+    errs, W, B = reference_fit(
+        w0, X, y, 50, lr=0.3, report_every=10, biases=b0, loss=loss, reduction=reduction, batch_size=batch_size
+    )
     np.testing.assert_allclose(hist.errors, errs, rtol=1e-9)
     for got, ref in zip(net.weights + net.biases, W + B, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)

@@ -10,12 +10,12 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install 'sigmanet[sklearn]')")
 
+from helpers import usable_backend_for_checks  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from helpers import usable_backend_for_checks  # noqa: E402
 from sigmanet.sklearn import SigmaNetClassifier, SigmaNetRegressor  # noqa: E402
 
 CHECK_BACKENDS = ["numpy", "numba", "cupy"]
@@ -42,10 +42,19 @@ def test_scikit_learn_estimator_checks(estimator, check):
 def test_binary_classifier_takes_mlpclassifiers_path_to_1e_10(backend, rng):
     X = rng.standard_normal((120, 5))
     y = (X[:, 0] * X[:, 1] + 0.3 * X[:, 2] > 0).astype(int)
-    common = dict(hidden_layer_sizes=(7, 4), learning_rate_init=0.3, batch_size=len(X), shuffle=False,
-                  tol=0.0, n_iter_no_change=10**6, warm_start=True, random_state=0)
-    mlp = MLPClassifier(activation="logistic", solver="sgd", momentum=0.0, alpha=0.0,
-                        learning_rate="constant", max_iter=1, **common)
+    common = dict(
+        hidden_layer_sizes=(7, 4),
+        learning_rate_init=0.3,
+        batch_size=len(X),
+        shuffle=False,
+        tol=0.0,
+        n_iter_no_change=10**6,
+        warm_start=True,
+        random_state=0,
+    )
+    mlp = MLPClassifier(
+        activation="logistic", solver="sgd", momentum=0.0, alpha=0.0, learning_rate="constant", max_iter=1, **common
+    )
     ours = SigmaNetClassifier(backend=backend, max_iter=1, **common)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -124,17 +133,24 @@ def test_warm_start_continues_from_assigned_weights():
 def test_early_stopping_keeps_the_best_validation_weights(rng):
     X = rng.standard_normal((400, 3))
     y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
-    clf = SigmaNetClassifier(backend="numpy", random_state=0, early_stopping=True, n_iter_no_change=5,
-                             max_iter=500).fit(X, y)
+    clf = SigmaNetClassifier(
+        backend="numpy", random_state=0, early_stopping=True, n_iter_no_change=5, max_iter=500
+    ).fit(X, y)
     assert len(clf.validation_scores_) == clf.n_iter_ < 500
     assert clf.best_validation_score_ == max(clf.validation_scores_)
 
 
-@pytest.mark.parametrize("params,message", [
-    (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"), (dict(max_iter=0), "max_iter"),
-    (dict(learning_rate_init=-1), "learning_rate_init"), (dict(loss="hinge"), "loss must be one of"),
-    (dict(batch_size=0), "batch_size"), (dict(validation_fraction=1.5), "validation_fraction"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(learning_rate_init=-1), "learning_rate_init"),
+        (dict(loss="hinge"), "loss must be one of"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(validation_fraction=1.5), "validation_fraction"),
+    ],
+)
 def test_bad_parameters_are_refused_at_fit_naming_the_parameter(params, message):
     clf = SigmaNetClassifier(backend="numpy", **params)  # __init__ stores, never checks
     with pytest.raises(ValueError, match=message):
@@ -155,14 +171,21 @@ def test_pipeline_cross_validation_grid_search_clone_and_pickle():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         assert cross_val_score(pipe, X, y, cv=3).mean() > 0.93
-        grid = GridSearchCV(make_pipeline(MinMaxScaler(), SigmaNetClassifier(backend="numpy", random_state=0,
-                                                                             max_iter=30)),
-                            {"sigmanetclassifier__hidden_layer_sizes": [(4,), (16,)],
-                             "sigmanetclassifier__learning_rate_init": [0.5, 2.0]}, cv=3, n_jobs=2).fit(X, y)
+        grid = GridSearchCV(
+            make_pipeline(MinMaxScaler(), SigmaNetClassifier(backend="numpy", random_state=0, max_iter=30)),
+            {
+                "sigmanetclassifier__hidden_layer_sizes": [(4,), (16,)],
+                "sigmanetclassifier__learning_rate_init": [0.5, 2.0],
+            },
+            cv=3,
+            n_jobs=2,
+        ).fit(X, y)
     assert grid.best_score_ > 0.93
     twin = clone(grid.best_estimator_)
-    assert twin.get_params()["sigmanetclassifier__hidden_layer_sizes"] == grid.best_params_[
-        "sigmanetclassifier__hidden_layer_sizes"]
+    assert (
+        twin.get_params()["sigmanetclassifier__hidden_layer_sizes"]
+        == grid.best_params_["sigmanetclassifier__hidden_layer_sizes"]
+    )
     back = pickle.loads(pickle.dumps(grid.best_estimator_))
     np.testing.assert_array_equal(back.predict_proba(X), grid.best_estimator_.predict_proba(X))
 
@@ -171,11 +194,13 @@ def test_a_pickled_estimator_loads_where_cupy_cannot_be_imported(tmp_path):
     X, y = np.array([[0.0, 0], [0, 1], [1, 0], [1, 1]]), np.array([0, 1, 1, 0])
     clf = SigmaNetClassifier(backend="numpy", random_state=0, max_iter=5).fit(X, y)
     (tmp_path / "clf.pkl").write_bytes(pickle.dumps(clf))
-    code = ("import sys; sys.modules['cupy'] = None\n"  # any import of cupy now fails
-            "import pickle, numpy as np\n"
-            f"clf = pickle.loads(open({str(tmp_path / 'clf.pkl')!r}, 'rb').read())\n"
-            "assert all(type(c) is np.ndarray for c in clf.coefs_)\n"
-            "print(clf.predict(np.array([[0.0, 1.0]]))[0])")
+    code = (
+        "import sys; sys.modules['cupy'] = None\n"  # any import of cupy now fails
+        "import pickle, numpy as np\n"
+        f"clf = pickle.loads(open({str(tmp_path / 'clf.pkl')!r}, 'rb').read())\n"
+        "assert all(type(c) is np.ndarray for c in clf.coefs_)\n"
+        "print(clf.predict(np.array([[0.0, 1.0]]))[0])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(clf.predict(np.array([[0.0, 1.0]]))[0])

@@ -27,8 +27,9 @@ def test_scale_inputs_trains_the_same_table_stores_the_range_and_predict_applies
     net = sn.Network([20, 8, 1], backend="numpy", seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # not stuck: no warning
-        net.fit(X, y, iterations=3000, learning_rate=2.0, reduction="mean", loss="bce", report_every=500,
-                scale_inputs=True)
+        net.fit(
+            X, y, iterations=3000, learning_rate=2.0, reduction="mean", loss="bce", report_every=500, scale_inputs=True
+        )
     lo, hi = net.input_range
     np.testing.assert_array_equal(lo, X.min(axis=0))
     np.testing.assert_array_equal(hi, X.max(axis=0))
@@ -83,9 +84,11 @@ def test_the_generated_kernel_cache_is_bounded(tmp_path, monkeypatch):
         (folder / "__pycache__" / f"{path.stem}.train-1.py311.nbi").write_text("")
         path.with_suffix(".used").touch()
         import os
+
         os.utime(path.with_suffix(".used"), (1000 + i, 1000 + i))
     _numba_codegen.prune(folder)
     kept = sorted(p.name for p in folder.glob("*.py"))
     assert kept == [f"sigmanet_generated_{i}_x.py" for i in (3, 4, 5)]
-    assert sorted(p.name.split(".")[0] for p in (folder / "__pycache__").iterdir()) == \
-        [f"sigmanet_generated_{i}_x" for i in (3, 4, 5)]
+    assert sorted(p.name.split(".")[0] for p in (folder / "__pycache__").iterdir()) == [
+        f"sigmanet_generated_{i}_x" for i in (3, 4, 5)
+    ]

@@ -27,54 +27,63 @@ def trained():
     return net
 
 
-@pytest.mark.parametrize("layers,exc,match", [
-    ([3], ValueError, "at least an input and an output"),
-    ([], ValueError, "at least"),
-    ([3, 0, 1], ValueError, r"layers\[1\] must be at least 1"),
-    ([3, -2], ValueError, r"layers\[1\]"),
-    ([3, 4.0, 1], TypeError, r"layers\[1\] must be an integer"),
-    ([3, True], TypeError, r"layers\[1\]"),
-    ("341", TypeError, "layers must be a sequence"),
-    (5, TypeError, "layers must be a sequence"),
-])
+@pytest.mark.parametrize(
+    "layers,exc,match",
+    [
+        ([3], ValueError, "at least an input and an output"),
+        ([], ValueError, "at least"),
+        ([3, 0, 1], ValueError, r"layers\[1\] must be at least 1"),
+        ([3, -2], ValueError, r"layers\[1\]"),
+        ([3, 4.0, 1], TypeError, r"layers\[1\] must be an integer"),
+        ([3, True], TypeError, r"layers\[1\]"),
+        ("341", TypeError, "layers must be a sequence"),
+        (5, TypeError, "layers must be a sequence"),
+    ],
+)
 def test_invalid_layer_sizes(layers, exc, match):
     with pytest.raises(exc, match=match):
         sn.Network(layers)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(dtype="float16"), ValueError, "dtype must be one of"),
-    (dict(dtype="int32"), ValueError, "dtype"),
-    (dict(dtype="nonsense"), ValueError, "dtype"),
-    (dict(init="he"), ValueError, "init must be one of"),
-    (dict(seed=-1), ValueError, "seed must be at least 0"),
-    (dict(seed=1.5), TypeError, "seed must be an integer"),
-    (dict(bias="yes"), TypeError, "bias must be True or False"),
-    (dict(threads=0), ValueError, "threads must be at least 1"),
-    (dict(backend="gpu"), sn.BackendUnavailableError, "unknown backend 'gpu'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(dtype="float16"), ValueError, "dtype must be one of"),
+        (dict(dtype="int32"), ValueError, "dtype"),
+        (dict(dtype="nonsense"), ValueError, "dtype"),
+        (dict(init="he"), ValueError, "init must be one of"),
+        (dict(seed=-1), ValueError, "seed must be at least 0"),
+        (dict(seed=1.5), TypeError, "seed must be an integer"),
+        (dict(bias="yes"), TypeError, "bias must be True or False"),
+        (dict(threads=0), ValueError, "threads must be at least 1"),
+        (dict(backend="gpu"), sn.BackendUnavailableError, "unknown backend 'gpu'"),
+    ],
+)
 def test_invalid_network_options(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         sn.Network([3, 4, 1], **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(iterations=0), ValueError, "iterations must be at least 1"),
-    (dict(iterations=1e4), TypeError, "iterations must be an integer"),
-    (dict(iterations="100"), TypeError, "iterations"),
-    (dict(learning_rate=0), ValueError, "learning_rate must be a finite number above 0"),
-    (dict(learning_rate=-1), ValueError, "learning_rate"),
-    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
-    (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
-    (dict(learning_rate="fast"), TypeError, "learning_rate must be a real number"),
-    (dict(report_every=0), ValueError, "report_every"),
-    (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
-    (dict(batch_size=5), ValueError, "batch_size=5 exceeds the 4 rows"),
-    (dict(batch_size=2.0), TypeError, "batch_size"),
-    (dict(loss="hinge"), ValueError, "loss must be one of"),
-    (dict(reduction="max"), ValueError, "reduction must be one of"),
-    (dict(callback=42), TypeError, "callback must be callable"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(iterations=0), ValueError, "iterations must be at least 1"),
+        (dict(iterations=1e4), TypeError, "iterations must be an integer"),
+        (dict(iterations="100"), TypeError, "iterations"),
+        (dict(learning_rate=0), ValueError, "learning_rate must be a finite number above 0"),
+        (dict(learning_rate=-1), ValueError, "learning_rate"),
+        (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+        (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
+        (dict(learning_rate="fast"), TypeError, "learning_rate must be a real number"),
+        (dict(report_every=0), ValueError, "report_every"),
+        (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
+        (dict(batch_size=5), ValueError, "batch_size=5 exceeds the 4 rows"),
+        (dict(batch_size=2.0), TypeError, "batch_size"),
+        (dict(loss="hinge"), ValueError, "loss must be one of"),
+        (dict(reduction="max"), ValueError, "reduction must be one of"),
+        (dict(callback=42), TypeError, "callback must be callable"),
+    ],
+)
 def test_invalid_fit_options_change_nothing(trained, kwargs, exc, match):
     snap = snapshot(trained)
     with pytest.raises(exc, match=match):
@@ -82,24 +91,27 @@ def test_invalid_fit_options_change_nothing(trained, kwargs, exc, match):
     assert_unchanged(trained, snap)
 
 
-@pytest.mark.parametrize("Xbad,ybad,exc,match", [
-    (X[:, :2], Y, ValueError, "X has 2 columns, but the network takes 3 inputs per row"),
-    (X, np.hstack([Y, Y]), ValueError, r"the network has 1 output, so y needs 1 column; got shape \(4, 2\)"),
-    (X[:3], Y, ValueError, "X has 3 rows but y has 4"),
-    (X[:0], Y[:0], ValueError, "X is empty"),
-    (np.where(X == 1, np.nan, X), Y, ValueError, "X holds NaN or infinite values, the first at row 0, column 2"),
-    (np.where(X == 1, np.inf, X), Y, ValueError, "X holds"),
-    (X, np.full_like(Y, np.nan), ValueError, "y holds"),
-    (X.astype(complex), Y, TypeError, "X must be real, got complex"),
-    (X.astype(str), Y, TypeError, "X must be numeric"),
-    (np.array([[1, "a", 2]], dtype=object), Y[:1], TypeError, "X must be numeric"),
-    ([[0, 0], [1]], Y[:2], ValueError, "X could not be read as an array"),
-    (X[0], Y, ValueError, r"X must be 2-D .*reshape"),
-    (X[None], Y, ValueError, "X must be 2-D"),
-    (X, Y * 2, ValueError, r"y must lie in \[0, 1\]"),
-    (X, Y - 1, ValueError, r"y must lie in \[0, 1\]"),
-    ("data.csv", Y, TypeError, "X must be a numeric array"),
-])
+@pytest.mark.parametrize(
+    "Xbad,ybad,exc,match",
+    [
+        (X[:, :2], Y, ValueError, "X has 2 columns, but the network takes 3 inputs per row"),
+        (X, np.hstack([Y, Y]), ValueError, r"the network has 1 output, so y needs 1 column; got shape \(4, 2\)"),
+        (X[:3], Y, ValueError, "X has 3 rows but y has 4"),
+        (X[:0], Y[:0], ValueError, "X is empty"),
+        (np.where(X == 1, np.nan, X), Y, ValueError, "X holds NaN or infinite values, the first at row 0, column 2"),
+        (np.where(X == 1, np.inf, X), Y, ValueError, "X holds"),
+        (X, np.full_like(Y, np.nan), ValueError, "y holds"),
+        (X.astype(complex), Y, TypeError, "X must be real, got complex"),
+        (X.astype(str), Y, TypeError, "X must be numeric"),
+        (np.array([[1, "a", 2]], dtype=object), Y[:1], TypeError, "X must be numeric"),
+        ([[0, 0], [1]], Y[:2], ValueError, "X could not be read as an array"),
+        (X[0], Y, ValueError, r"X must be 2-D .*reshape"),
+        (X[None], Y, ValueError, "X must be 2-D"),
+        (X, Y * 2, ValueError, r"y must lie in \[0, 1\]"),
+        (X, Y - 1, ValueError, r"y must lie in \[0, 1\]"),
+        ("data.csv", Y, TypeError, "X must be a numeric array"),
+    ],
+)
 def test_invalid_data_changes_nothing(trained, Xbad, ybad, exc, match):
     snap = snapshot(trained)
     with pytest.raises(exc, match=match):
@@ -114,11 +126,14 @@ def test_valid_variants_are_accepted():
     assert net.iteration == 6
 
 
-@pytest.mark.parametrize("bad,exc,match", [
-    (X[:, :2], ValueError, "X has 2 columns"),
-    (np.full((2, 3), np.nan), ValueError, "X holds"),
-    (np.zeros((0, 3)), ValueError, "X is empty"),
-])
+@pytest.mark.parametrize(
+    "bad,exc,match",
+    [
+        (X[:, :2], ValueError, "X has 2 columns"),
+        (np.full((2, 3), np.nan), ValueError, "X holds"),
+        (np.zeros((0, 3)), ValueError, "X is empty"),
+    ],
+)
 def test_predict_validates(trained, bad, exc, match):
     with pytest.raises(exc, match=match):
         trained.predict(bad)

@@ -114,11 +114,13 @@ def _check_finite(name, arr, xp):
     """Raise if ``arr`` holds NaN or inf, looking at one block of rows at a time (no full-size temporary)."""
     step = max(1, _FINITE_BLOCK_BYTES // max(1, arr.shape[1] * arr.dtype.itemsize))
     for r0 in range(0, arr.shape[0], step):
-        block = arr[r0:r0 + step]
+        block = arr[r0 : r0 + step]
         if not bool(xp.isfinite(block).all()):
             rows, cols = xp.nonzero(~xp.isfinite(block))
-            raise ValueError(f"{name} holds NaN or infinite values, the first at row {r0 + int(rows[0])}, column "
-                             f"{int(cols[0])}; remove or impute them first")
+            raise ValueError(
+                f"{name} holds NaN or infinite values, the first at row {r0 + int(rows[0])}, column "
+                f"{int(cols[0])}; remove or impute them first"
+            )
 
 
 def _shape_problem(name: str, arr, n_cols: int) -> str:
@@ -127,8 +129,10 @@ def _shape_problem(name: str, arr, n_cols: int) -> str:
     if name == "y":
         want = f"the network has {n_cols} output{'s' * (n_cols > 1)}, so y needs {n_cols} column{'s' * (n_cols > 1)}"
         if arr.ndim in (1, 2) and (arr.ndim == 1 or arr.shape[1] == 1) and n_cols > 1:
-            return (f"has one column of values ({got}) but {want}. For class labels, one-hot encode them: "
-                    f"one 0/1 column per class, e.g. np.eye({n_cols})[labels]")
+            return (
+                f"has one column of values ({got}) but {want}. For class labels, one-hot encode them: "
+                f"one 0/1 column per class, e.g. np.eye({n_cols})[labels]"
+            )
         return f"must be 2-D (rows x columns) and {want}; {got}"
     want = f"the network takes {n_cols} input{'s' * (n_cols > 1)} per row"
     if arr.ndim == 1 and arr.shape[0] == n_cols:

@@ -79,7 +79,7 @@ def iteration_flops(rows: int, layers) -> int:
 
 def _median_time(fn, min_seconds, sync=lambda: None, max_repeats=15):
     """Median wall time of fn() over repeats lasting at least ``min_seconds`` in all."""
-    times = []
+    times: list[float] = []
     total = 0.0
     while (total < min_seconds or len(times) < 3) and len(times) < max_repeats:
         sync()
@@ -185,11 +185,22 @@ def _bench_backend(name, rows, dtype, layers, min_seconds, threads) -> Record:
 
     peak, per_it = _memory(backend, trainer, n)
     flops = iteration_flops(rows, layers)
-    return Record(backend=name, rows=rows, layers=list(layers), dtype=dtype,
-                  iterations_per_second=1 / sec, samples_per_second=rows / sec, gflops=flops / sec / 1e9,
-                  gemm_ratio=sec / gemm, device=backend.device(), compile_seconds=compile_s,
-                  seconds_per_iteration=sec, peak_bytes=peak, alloc_per_iteration=per_it,
-                  strategy=type(trainer).__name__)
+    return Record(
+        backend=name,
+        rows=rows,
+        layers=list(layers),
+        dtype=dtype,
+        iterations_per_second=1 / sec,
+        samples_per_second=rows / sec,
+        gflops=flops / sec / 1e9,
+        gemm_ratio=sec / gemm,
+        device=backend.device(),
+        compile_seconds=compile_s,
+        seconds_per_iteration=sec,
+        peak_bytes=peak,
+        alloc_per_iteration=per_it,
+        strategy=type(trainer).__name__,
+    )
 
 
 def _memory(backend, trainer, n):
@@ -383,8 +394,12 @@ def _peer_jax(weights, X, y, dtype):
     return Peer(run, lambda: None, f"jax {jax.__version__} jit+fori_loop ({jax.devices()[0].platform})", floor)
 
 
-_PEER_FACTORIES = {"seed-loop": _peer_seed_loop, "torch": _peer_torch, "torch-graph": _peer_torch_graph,
-                   "jax": _peer_jax}
+_PEER_FACTORIES = {
+    "seed-loop": _peer_seed_loop,
+    "torch": _peer_torch,
+    "torch-graph": _peer_torch_graph,
+    "jax": _peer_jax,
+}
 
 
 def usable_peers(peers) -> tuple[list[str], dict[str, str]]:
@@ -423,10 +438,20 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5) -> Rec
     peer_run.sync()
     compile_s = time.perf_counter() - t0
     _, sec, gemm = _side_by_side(peer_run.run, peer_run.sync, peer_run.floor, peer_run.sync, min_seconds)
-    return Record(backend=peer, rows=rows, layers=list(layers), dtype=dtype, iterations_per_second=1 / sec,
-                  samples_per_second=rows / sec, gflops=iteration_flops(rows, layers) / sec / 1e9,
-                  gemm_ratio=sec / gemm, device=peer_run.device, kind="peer",
-                  compile_seconds=compile_s, seconds_per_iteration=sec)
+    return Record(
+        backend=peer,
+        rows=rows,
+        layers=list(layers),
+        dtype=dtype,
+        iterations_per_second=1 / sec,
+        samples_per_second=rows / sec,
+        gflops=iteration_flops(rows, layers) / sec / 1e9,
+        gemm_ratio=sec / gemm,
+        device=peer_run.device,
+        kind="peer",
+        compile_seconds=compile_s,
+        seconds_per_iteration=sec,
+    )
 
 
 def tutorial_fit_speedup(backend: str, baseline="numpy", repeats=3) -> dict:
@@ -437,7 +462,7 @@ def tutorial_fit_speedup(backend: str, baseline="numpy", repeats=3) -> dict:
     out = {}
     for name in (baseline, backend):
         Network(TUTORIAL_LAYERS, backend=name, seed=1, init="legacy").fit(X, y, iterations=4, report_every=2)
-    times = {baseline: [], backend: []}
+    times: dict[str, list[float]] = {baseline: [], backend: []}
     for _ in range(repeats):  # alternate, so both see the same machine
         for name in (baseline, backend):
             net = Network(TUTORIAL_LAYERS, backend=name, seed=1, init="legacy")
@@ -455,18 +480,22 @@ def tutorial_fit_speedup(backend: str, baseline="numpy", repeats=3) -> dict:
 
 
 def format_table(records) -> str:
-    head = f"{'backend':12s} {'kind':7s} {'rows':>8s} {'layers':14s} {'dtype':7s} {'it/s':>10s} " \
-           f"{'samples/s':>10s} {'GFLOP/s':>8s} {'gemm_ratio':>10s} {'compile s':>9s} {'alloc/it':>9s} " \
-           f"{'peak MiB':>9s} {'+RSS MiB':>9s}"
+    head = (
+        f"{'backend':12s} {'kind':7s} {'rows':>8s} {'layers':14s} {'dtype':7s} {'it/s':>10s} "
+        f"{'samples/s':>10s} {'GFLOP/s':>8s} {'gemm_ratio':>10s} {'compile s':>9s} {'alloc/it':>9s} "
+        f"{'peak MiB':>9s} {'+RSS MiB':>9s}"
+    )
     lines = [head, "-" * len(head)]
     for r in records:
         ratio = "" if r.gemm_ratio is None else f"{r.gemm_ratio:.2f}"
         alloc = "" if r.alloc_per_iteration is None else f"{r.alloc_per_iteration:.0f}"
         peak = "" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f}"
         rss = "" if r.rss_growth_bytes is None else f"{r.rss_growth_bytes / 2**20:.1f}"
-        lines.append(f"{r.backend:12s} {r.kind:7s} {r.rows:8d} {'-'.join(map(str, r.layers)):14s} {r.dtype:7s} "
-                     f"{r.iterations_per_second:10.4g} {r.samples_per_second:10.4g} {r.gflops:8.2f} {ratio:>10s} "
-                     f"{r.compile_seconds:9.2f} {alloc:>9s} {peak:>9s} {rss:>9s}")
+        lines.append(
+            f"{r.backend:12s} {r.kind:7s} {r.rows:8d} {'-'.join(map(str, r.layers)):14s} {r.dtype:7s} "
+            f"{r.iterations_per_second:10.4g} {r.samples_per_second:10.4g} {r.gflops:8.2f} {ratio:>10s} "
+            f"{r.compile_seconds:9.2f} {alloc:>9s} {peak:>9s} {rss:>9s}"
+        )
     return "\n".join(lines)
 
 
@@ -478,15 +507,23 @@ def machine_info() -> dict:
 
     from .backends.base import cpu_name
 
-    info = {"cpu": cpu_name(), "date": datetime.date.today().isoformat(), "python": platform.python_version(),
-            "numpy": np.__version__, "blas": [],
-            "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
+    info = {
+        "cpu": cpu_name(),
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": [],
+        "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+    }
     try:
         from threadpoolctl import threadpool_info
 
-        info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                        | {"file": Path(lib["filepath"]).name}
-                        for lib in threadpool_info() if lib.get("user_api") == "blas"]
+        info["blas"] = [
+            {k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            | {"file": Path(lib["filepath"]).name}
+            for lib in threadpool_info()
+            if lib.get("user_api") == "blas"
+        ]
     except ImportError:
         pass
     return info
@@ -517,8 +554,7 @@ def write_results(records, out_dir) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = machine_info()
-    (out / "results.json").write_text(json.dumps({"machine": info, "records": [asdict(r) for r in records]},
-                                                 indent=2))
+    (out / "results.json").write_text(json.dumps({"machine": info, "records": [asdict(r) for r in records]}, indent=2))
     written = [out / "results.json"]
     if chart_unavailable() or not records:
         return written
@@ -532,9 +568,13 @@ def write_results(records, out_dir) -> list[Path]:
     for ax, net in zip(axes[0], nets):
         for (name, kind, dtype), group in _groups([r for r in records if tuple(r.layers) == net]).items():
             group.sort(key=lambda r: r.rows)
-            ax.plot([r.rows for r in group], [r.samples_per_second for r in group],
-                    marker="o", linestyle="--" if kind == "peer" else "-",
-                    label=f"{name} ({dtype})" + (" [peer]" if kind == "peer" else ""))
+            ax.plot(
+                [r.rows for r in group],
+                [r.samples_per_second for r in group],
+                marker="o",
+                linestyle="--" if kind == "peer" else "-",
+                label=f"{name} ({dtype})" + (" [peer]" if kind == "peer" else ""),
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rows in the table (full batch)")

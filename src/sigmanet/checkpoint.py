@@ -24,18 +24,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._version import __version__
-from .io import load_arrays
 from .errors import ModelFileError
+from .io import load_arrays
 
 FORMAT = "sigmanet-model"
 FORMAT_VERSION = 1
 # What the JSON header carries of a model's state (the arrays travel beside it).
-_HEADER_KEYS = ("layers", "dtype", "bias", "iteration", "seed", "init", "fit_options", "target_names",
-                "input_names")
+_HEADER_KEYS = ("layers", "dtype", "bias", "iteration", "seed", "init", "fit_options", "target_names", "input_names")
 
 
 def _digest(header: str, arrays: dict[str, np.ndarray]) -> str:
@@ -47,7 +47,7 @@ def _digest(header: str, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def write(path, state: dict) -> None:
+def write(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write a model's state (``Network.get_state()``) to ``path``, exactly that name; no suffix is added."""
     path = Path(os.fspath(path))
     arrays = {f"W{k}": w for k, w in enumerate(state["weights"])}
@@ -55,12 +55,15 @@ def write(path, state: dict) -> None:
         arrays.update({f"b{k}": b for k, b in enumerate(state["biases"])})
     if state["input_range"] is not None:
         arrays["input_min"], arrays["input_max"] = state["input_range"]
-    header = json.dumps({
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        **{key: state[key] for key in _HEADER_KEYS},
-    }, sort_keys=True)
+    header = json.dumps(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "library_version": __version__,
+            **{key: state[key] for key in _HEADER_KEYS},
+        },
+        sort_keys=True,
+    )
     buf = io.BytesIO()
     np.savez(buf, header=np.array(header), checksum=np.array(_digest(header, arrays)), **arrays)
     folder = path.parent if str(path.parent) else Path(".")
@@ -85,7 +88,7 @@ def write(path, state: dict) -> None:
             os.close(dfd)
 
 
-def read(path) -> dict:
+def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The verified model state in a model file, as ``Network.from_state`` takes it."""
     header, arrays = _read_verified(path)
     try:
@@ -101,7 +104,7 @@ def read(path) -> dict:
     return state
 
 
-def _read_verified(path) -> tuple[dict, dict[str, np.ndarray]]:
+def _read_verified(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
@@ -120,7 +123,8 @@ def _read_verified(path) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path!r} has model format {version!r}, newer than this sigmanet {__version__} reads "
-            f"(format {FORMAT_VERSION}); upgrade sigmanet")
+            f"(format {FORMAT_VERSION}); upgrade sigmanet"
+        )
     if _digest(header_text, arrays) != checksum:
         raise ModelFileError(f"{path!r} failed its checksum: the file is corrupted")
     return header, arrays

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 from ._version import __version__
 
@@ -36,14 +37,15 @@ def cmd_demo(args) -> int:
     Network([3, 4, 1], backend=name, dtype=args.dtype, seed=1, init="legacy").fit(X, y, iterations=2, report_every=1)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    hist = net.fit(X, y, iterations=args.iterations, report_every=10000,
-                   callback=lambda it, err: print(f"Error:{err}"))
+    hist = net.fit(X, y, iterations=args.iterations, report_every=10000, callback=lambda it, err: print(f"Error:{err}"))
     run_s = time.perf_counter() - t0
     _print_demo_output(net.predict(X))
     per_it = run_s / args.iterations * 1e6
     print(f"\nbackend: {name} ({net.device}), dtype {args.dtype}")
-    print(f"trained {args.iterations} iterations in {run_s * 1e3:.1f} ms ({per_it:.3f} us/iteration); "
-          f"compile/warm-up {compile_s * 1e3:.0f} ms, not included")
+    print(
+        f"trained {args.iterations} iterations in {run_s * 1e3:.1f} ms ({per_it:.3f} us/iteration); "
+        f"compile/warm-up {compile_s * 1e3:.0f} ms, not included"
+    )
     return 0 if np.isfinite(hist.errors).all() else 1
 
 
@@ -52,7 +54,7 @@ def cmd_backends(args) -> int:
 
     try:
         auto = resolve("auto")
-    except Exception as e:  # noqa: BLE001 - reported, not raised
+    except Exception as e:
         auto = f"none ({e})"
     for name, reason in backend_status().items():
         if reason is None:
@@ -78,17 +80,19 @@ def cmd_bench(args) -> int:
     if chart_problem:
         print(f"skipping throughput.png: {chart_problem}")
     layers_note = "-".join(map(str, args.layers)) if args.layers else "3-4-1 at 4 rows, 64-256-16 above"
-    print(f"benchmarking {backends} (peers: {usable or 'none'}) on {sizes} rows, {args.dtype}, "
-          f"layers {layers_note}")
+    print(f"benchmarking {backends} (peers: {usable or 'none'}) on {sizes} rows, {args.dtype}, layers {layers_note}")
     print(bench.format_table([]).splitlines()[0])
-    records = bench.run(backends, sizes, [args.dtype], peers=usable, min_seconds=min_seconds, progress=print,
-                        layers=args.layers)
+    records = bench.run(
+        backends, sizes, [args.dtype], peers=usable, min_seconds=min_seconds, progress=print, layers=args.layers
+    )
     if backends:
         fastest = [b for b in backends if b != "numpy"][:1] or ["numpy"]
         tutorial = bench.tutorial_fit_speedup(fastest[0], repeats=1 if args.quick else 3)
-        print("\nthe tutorial's run through Network.fit (60000 iterations, compile excluded): "
-              + ", ".join(f"{k} {v * 1e6:.3f} us/iteration" for k, v in tutorial.items() if k != "speedup")
-              + f"; {fastest[0]} is {tutorial['speedup']:.1f}x numpy")
+        print(
+            "\nthe tutorial's run through Network.fit (60000 iterations, compile excluded): "
+            + ", ".join(f"{k} {v * 1e6:.3f} us/iteration" for k, v in tutorial.items() if k != "speedup")
+            + f"; {fastest[0]} is {tutorial['speedup']:.1f}x numpy"
+        )
     for path in bench.write_results(records, args.out):
         print(f"wrote {path}")
     return 0
@@ -99,7 +103,7 @@ def cmd_bench(args) -> int:
 # size independent of the table's length, and cross-entropy trains 0/1
 # targets faster than the seed's squared error (no vanishing sigmoid slope at
 # the output). See docs/tutorial.md.
-TRAIN_DEFAULTS = dict(hidden=[16], iterations=2000, learning_rate=2.0, loss="bce", reduction="mean")
+TRAIN_DEFAULTS: dict[str, Any] = dict(hidden=[16], iterations=2000, learning_rate=2.0, loss="bce", reduction="mean")
 
 
 def cmd_train(args) -> int:
@@ -120,16 +124,23 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:
         if args.save:
             net.save(args.save)
-            print(f"interrupted at iteration {net.iteration}: checkpoint saved to {args.save} "
-                  f"(continue with --resume {args.save})", file=sys.stderr)
+            print(
+                f"interrupted at iteration {net.iteration}: checkpoint saved to {args.save} "
+                f"(continue with --resume {args.save})",
+                file=sys.stderr,
+            )
         else:
-            print(f"interrupted at iteration {net.iteration}; nothing saved (use --save to keep checkpoints)",
-                  file=sys.stderr)
+            print(
+                f"interrupted at iteration {net.iteration}; nothing saved (use --save to keep checkpoints)",
+                file=sys.stderr,
+            )
         return 130
     if best is not None:
         net.set_weights(*best)
-    print(f"trained {net.iteration - start} iterations on {X.shape[0]} rows x {X.shape[1]} inputs "
-          f"(network {list(net.layers)}, backend {net.backend}); iterations in total: {net.iteration}")
+    print(
+        f"trained {net.iteration - start} iterations on {X.shape[0]} rows x {X.shape[1]} inputs "
+        f"(network {list(net.layers)}, backend {net.backend}); iterations in total: {net.iteration}"
+    )
     _print_scores("training", y, net.predict(X))
     if X_held is not None:
         _print_scores("held-out", y_held, net.predict(X_held))
@@ -137,8 +148,9 @@ def cmd_train(args) -> int:
         net.save(args.save)
         print(f"saved {args.save}")
     if args.plot:
-        write_error_plot(args.plot, curve, title=f"sigmanet train {os.path.basename(args.data)}: "
-                                                 f"network {list(net.layers)}")
+        write_error_plot(
+            args.plot, curve, title=f"sigmanet train {os.path.basename(args.data)}: network {list(net.layers)}"
+        )
         print(f"wrote {args.plot}")
     return 0
 
@@ -156,7 +168,8 @@ def _training_table(args):
         raise ValueError(
             f"target column(s) {target_names} hold values in [{lo:g}, {hi:g}], but the network's sigmoid "
             "outputs lie in [0, 1]: rescale them to [0, 1] (e.g. (y - min) / (max - min)), or turn a class "
-            "label into one 0/1 column per class")
+            "label into one 0/1 column per class"
+        )
     return X, y, input_names, target_names
 
 
@@ -166,8 +179,9 @@ def _hold_out(X, y, fraction, rng):
         return X, y, None, None
     n_held = int(round(fraction * len(X)))
     if n_held < 1 or n_held >= len(X):
-        raise ValueError(f"--validation-fraction {fraction} of {len(X)} rows leaves no rows to train on or "
-                         "none to hold out")
+        raise ValueError(
+            f"--validation-fraction {fraction} of {len(X)} rows leaves no rows to train on or none to hold out"
+        )
     order = rng.permutation(len(X))
     held, kept = order[:n_held], order[n_held:]
     return X[kept], y[kept], X[held], y[held]
@@ -181,8 +195,10 @@ def _network_for(args, X, y, input_names, target_names):
     if args.resume:
         net = load(args.resume, backend=args.backend)
         if net.layers[0] != X.shape[1] or net.layers[-1] != y.shape[1]:
-            raise ValueError(f"--resume model {args.resume!r} takes {net.layers[0]} inputs and gives "
-                             f"{net.layers[-1]} outputs; this table has {X.shape[1]} and {y.shape[1]}")
+            raise ValueError(
+                f"--resume model {args.resume!r} takes {net.layers[0]} inputs and gives "
+                f"{net.layers[-1]} outputs; this table has {X.shape[1]} and {y.shape[1]}"
+            )
         if net.input_names and net.input_names != input_names:
             raise ValueError(f"--resume model was trained on columns {net.input_names}, this table has {input_names}")
         if args.hidden and list(net.layers[1:-1]) != args.hidden:
@@ -214,8 +230,10 @@ def _fit_with_progress(net, X, y, X_held, y_held, iterations, options, args):
 
     show = not args.no_progress and sys.stderr.isatty()
     validating = X_held is not None
-    curve = {"training rows": [], **({"held-out rows": []} if validating else {})}
-    best = {"error": float("inf"), "params": None, "since": 0}
+    curve: dict[str, list[tuple[int, Any]]] = {"training rows": []}
+    if validating:
+        curve["held-out rows"] = []
+    best: dict[str, Any] = {"error": float("inf"), "params": None, "since": 0}
     with tqdm(total=iterations, disable=not show, unit="it", desc="training") as bar:
         done = [0]
 
@@ -228,8 +246,7 @@ def _fit_with_progress(net, X, y, X_held, y_held, iterations, options, args):
             held = net.error(X_held, y_held) if validating else None
             if validating:
                 curve["held-out rows"].append((net.iteration, held))  # after the interval
-            bar.set_postfix(error=f"{error:.5f}", **({"held_out": f"{held:.5f}"} if validating else {}),
-                            refresh=False)
+            bar.set_postfix(error=f"{error:.5f}", **({"held_out": f"{held:.5f}"} if validating else {}), refresh=False)
             if not validating or args.patience is None:
                 return True
             if held < best["error"] - args.tol:
@@ -242,8 +259,16 @@ def _fit_with_progress(net, X, y, X_held, y_held, iterations, options, args):
         timing = {} if validating else {"report_seconds": 0.25}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            net.fit(X, y, iterations=iterations, report_every=every if validating else iterations,
-                    progress=progress, callback=callback, **timing, **options)
+            net.fit(
+                X,
+                y,
+                iterations=iterations,
+                report_every=every if validating else iterations,
+                progress=progress,
+                callback=callback,
+                **timing,
+                **options,
+            )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     curve["training rows"].append((net.iteration, net.error(X, y)))
@@ -404,74 +429,121 @@ class _Append(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     from .backends import registered_backends
 
-    backend_help = (f"one of {', '.join(registered_backends())}, or auto (the fastest usable here; "
-                    "$SIGMANET_BACKEND sets it); 'sigmanet backends' lists what runs here")
+    backend_help = (
+        f"one of {', '.join(registered_backends())}, or auto (the fastest usable here; "
+        "$SIGMANET_BACKEND sets it); 'sigmanet backends' lists what runs here"
+    )
     backend_choices = ["auto", *registered_backends()]
-    parser = argparse.ArgumentParser(prog="sigmanet",
-                                     description="Train the seed's sigmoid network on NumPy, numba or CuPy.")
+    parser = argparse.ArgumentParser(
+        prog="sigmanet", description="Train the seed's sigmoid network on NumPy, numba or CuPy."
+    )
     parser.add_argument("--version", action="version", version=f"sigmanet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the tutorial's program on the fastest available backend",
-                          description="Train the tutorial's 3-4-1 network on its 4-row XOR table (seed 1, the "
-                                      "legacy draw) and print what the tutorial printed, with the time it took.")
+    demo = sub.add_parser(
+        "demo",
+        help="run the tutorial's program on the fastest available backend",
+        description="Train the tutorial's 3-4-1 network on its 4-row XOR table (seed 1, the "
+        "legacy draw) and print what the tutorial printed, with the time it took.",
+    )
     demo.add_argument("--backend", default="auto", choices=backend_choices, help=backend_help)
     demo.add_argument("--iterations", type=_positive_int, default=60000, help="iterations to train (default 60000)")
     demo.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="default float64")
     demo.set_defaults(func=cmd_demo)
 
-    backends = sub.add_parser("backends", help="list backends, their status and devices",
-                              description="Every backend sigmanet knows, whether it runs here (and why not), "
-                                          "its device, and what 'auto' picks.")
+    backends = sub.add_parser(
+        "backends",
+        help="list backends, their status and devices",
+        description="Every backend sigmanet knows, whether it runs here (and why not), "
+        "its device, and what 'auto' picks.",
+    )
     backends.set_defaults(func=cmd_backends)
 
-    bench = sub.add_parser("bench", help="compare backends (and peers) on tables from 4 rows to millions",
-                           description="Time training iterations per backend and size, beside the iteration's "
-                                       "bare GEMMs; peers (the seed loop, PyTorch, JAX) run the same network "
-                                       "where installed (pip install 'sigmanet[peers]'). Writes results.json "
-                                       "and, with matplotlib (pip install 'sigmanet[bench]'), throughput.png.")
+    bench = sub.add_parser(
+        "bench",
+        help="compare backends (and peers) on tables from 4 rows to millions",
+        description="Time training iterations per backend and size, beside the iteration's "
+        "bare GEMMs; peers (the seed loop, PyTorch, JAX) run the same network "
+        "where installed (pip install 'sigmanet[peers]'). Writes results.json "
+        "and, with matplotlib (pip install 'sigmanet[bench]'), throughput.png.",
+    )
     bench.add_argument("--quick", action="store_true", help="3 sizes, short timings: under a minute")
-    bench.add_argument("--backends", type=_csv_list(str, "backend names"),
-                       help=f"comma-separated, from {', '.join(registered_backends())} (default: every usable one)")
+    bench.add_argument(
+        "--backends",
+        type=_csv_list(str, "backend names"),
+        help=f"comma-separated, from {', '.join(registered_backends())} (default: every usable one)",
+    )
     bench.add_argument("--sizes", type=_int_list, help="comma-separated row counts (default 4 to 1M)")
-    bench.add_argument("--layers", type=_int_list,
-                       help="layer sizes such as 784,128,10 (default: 3,4,1 at 4 rows, 64,256,16 above)")
+    bench.add_argument(
+        "--layers", type=_int_list, help="layer sizes such as 784,128,10 (default: 3,4,1 at 4 rows, 64,256,16 above)"
+    )
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default float32")
-    bench.add_argument("--peers", type=_csv_list(str, "peer names"),
-                       help="comma-separated, from seed-loop, torch, torch-graph, jax (default: all that run here)")
+    bench.add_argument(
+        "--peers",
+        type=_csv_list(str, "peer names"),
+        help="comma-separated, from seed-loop, torch, torch-graph, jax (default: all that run here)",
+    )
     bench.add_argument("--no-peers", action="store_true", help="skip the seed loop, PyTorch and JAX")
     bench.add_argument("--seconds", type=_positive_float, help="timing budget per cell (default 0.6; --quick 0.15)")
     bench.add_argument("--out", default="bench-out", help="folder for results.json and throughput.png")
     bench.set_defaults(func=cmd_bench)
 
-    train = sub.add_parser("train", help="train on your own CSV, .npz or .npy table",
-                           description="Train on a table. Inputs are scaled to [0, 1] by their range, which is "
-                                       "saved with the model; targets must lie in [0, 1] (one 0/1 column per "
-                                       "class). Defaults: one hidden layer of 16, cross-entropy, mean steps, "
-                                       "rate 2, 2000 iterations.")
+    train = sub.add_parser(
+        "train",
+        help="train on your own CSV, .npz or .npy table",
+        description="Train on a table. Inputs are scaled to [0, 1] by their range, which is "
+        "saved with the model; targets must lie in [0, 1] (one 0/1 column per "
+        "class). Defaults: one hidden layer of 16, cross-entropy, mean steps, "
+        "rate 2, 2000 iterations.",
+    )
     train.add_argument("data", help="CSV with a header row; .npz holding X and y; or a 2-D .npy")
-    train.add_argument("--target", action=_Append, type=_csv_list(str, "column names"),
-                       help="target column(s): names (CSV) or indices (.npy; negative ones as --target=-1); "
-                            "repeat it or give a comma-separated list")
-    train.add_argument("--inputs", action=_Append, type=_csv_list(str, "column names"),
-                       help="input column(s) (default: every column that is not a target or excluded)")
-    train.add_argument("--exclude", action=_Append, type=_csv_list(str, "column names"),
-                       help="column(s) to leave out, such as ids or leaks")
+    train.add_argument(
+        "--target",
+        action=_Append,
+        type=_csv_list(str, "column names"),
+        help="target column(s): names (CSV) or indices (.npy; negative ones as --target=-1); "
+        "repeat it or give a comma-separated list",
+    )
+    train.add_argument(
+        "--inputs",
+        action=_Append,
+        type=_csv_list(str, "column names"),
+        help="input column(s) (default: every column that is not a target or excluded)",
+    )
+    train.add_argument(
+        "--exclude",
+        action=_Append,
+        type=_csv_list(str, "column names"),
+        help="column(s) to leave out, such as ids or leaks",
+    )
     train.add_argument("--hidden", type=_int_list, help="hidden layer sizes, e.g. 16 or 16,8 (default 16)")
     train.add_argument("--iterations", type=_positive_int, help=f"default {TRAIN_DEFAULTS['iterations']}")
     train.add_argument("--learning-rate", type=_positive_float, help=f"default {TRAIN_DEFAULTS['learning_rate']}")
-    train.add_argument("--validation-fraction", type=_fraction, default=0.0,
-                       help="hold out this fraction of the rows (at random, by --seed) and report its error "
-                            "and accuracy (default 0: none)")
-    train.add_argument("--patience", type=_positive_int,
-                       help="with --validation-fraction: stop after this many checks without a better held-out "
-                            "error, and keep the best weights")
-    train.add_argument("--tol", type=_positive_float, default=1e-4,
-                       help="with --patience: the held-out error must fall by more than this to count as "
-                            "better (default 1e-4, as scikit-learn's)")
-    train.add_argument("--check-every", type=_positive_int,
-                       help="with --validation-fraction: iterations between held-out checks (default 1%% of "
-                            "--iterations)")
+    train.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.0,
+        help="hold out this fraction of the rows (at random, by --seed) and report its error "
+        "and accuracy (default 0: none)",
+    )
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        help="with --validation-fraction: stop after this many checks without a better held-out "
+        "error, and keep the best weights",
+    )
+    train.add_argument(
+        "--tol",
+        type=_positive_float,
+        default=1e-4,
+        help="with --patience: the held-out error must fall by more than this to count as "
+        "better (default 1e-4, as scikit-learn's)",
+    )
+    train.add_argument(
+        "--check-every",
+        type=_positive_int,
+        help="with --validation-fraction: iterations between held-out checks (default 1%% of --iterations)",
+    )
     train.add_argument("--backend", default="auto", choices=backend_choices, help=backend_help)
     train.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="default float64")
     train.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the held-out rows")
@@ -481,9 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
     train.set_defaults(func=cmd_train)
 
-    predict = sub.add_parser("predict", help="predict with a saved model; writes CSV",
-                             description="Write one row per input row: the output probabilities, then the "
-                                         "predicted class (argmax for one-hot outputs, else output > 0.5).")
+    predict = sub.add_parser(
+        "predict",
+        help="predict with a saved model; writes CSV",
+        description="Write one row per input row: the output probabilities, then the "
+        "predicted class (argmax for one-hot outputs, else output > 0.5).",
+    )
     predict.add_argument("model", help="a model written by sigmanet train --save or Network.save")
     predict.add_argument("data", help="CSV with a header row (the model's input columns), .npz with X, or .npy")
     predict.add_argument("--out", help="CSV to write (default: standard output)")

@@ -12,13 +12,14 @@ chunk size.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _validation as v
 
 _CHUNK = 1 << 16
 
 
-def tutorial_table(dtype="float64"):
+def tutorial_table(dtype: DTypeLike = "float64") -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's 4-row table: X (4 x 3) and y (4 x 1)."""
     dt = v.check_dtype(dtype)
     X = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=dt)
@@ -26,7 +27,9 @@ def tutorial_table(dtype="float64"):
     return X, y
 
 
-def make_table(n, d=3, o=1, *, seed=0, noise=0.02, dtype="float64"):
+def make_table(
+    n: int, d: int = 3, o: int = 1, *, seed: int = 0, noise: float = 0.02, dtype: DTypeLike = "float64"
+) -> tuple[np.ndarray, np.ndarray]:
     """A deterministic n x d -> n x o table a hidden layer can learn.
 
     Parameters

@@ -78,7 +78,7 @@ def load_arrays(path, what: str, error: type[Exception] = ValueError, mmap_mode=
         return loaded
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except Exception as e:  # noqa: BLE001 - see the docstring
+    except Exception as e:
         if "pickle" in str(e):  # NumPy takes any file without its magic bytes for a pickle
             detail = "it is not a NumPy .npz or .npy file (and pickled data is never loaded)"
         else:
@@ -122,7 +122,7 @@ def read_csv(path) -> tuple[list[str], np.ndarray]:
         return _read_csv_arrow(path)
     except ImportError:
         return _read_csv_stdlib(path)
-    except Exception:  # noqa: BLE001 - any parse failure: let the careful reader say where
+    except Exception:
         return _read_csv_stdlib(path)
 
 
@@ -134,7 +134,7 @@ def read_parquet(path) -> tuple[list[str], np.ndarray]:
         raise ValueError(f"reading {path!r} needs pyarrow: pip install 'sigmanet[fast-io]'") from None
     try:
         table = pq.read_table(path)
-    except Exception as e:  # noqa: BLE001 - pyarrow's errors for a damaged file vary
+    except Exception as e:
         raise ValueError(f"{path!r} is not a readable Parquet file: {type(e).__name__}: {e}") from None
     names, out, problem = _arrow_columns(table)
     if problem:
@@ -153,8 +153,7 @@ def _arrow_columns(table, allow_empty=False):
         return names, None, "no data rows"
     out = np.empty((table.num_rows, table.num_columns), np.float64)
     for j, column in enumerate(table.columns):  # one column at a time: peak is the table plus the array
-        if not (patypes.is_integer(column.type) or patypes.is_floating(column.type) or
-                patypes.is_boolean(column.type)):
+        if not (patypes.is_integer(column.type) or patypes.is_floating(column.type) or patypes.is_boolean(column.type)):
             return names, None, f"column {names[j]!r} is not numeric ({column.type})"
         if column.null_count:
             return names, None, f"column {names[j]!r} has {column.null_count} missing value(s)"
@@ -193,7 +192,7 @@ def _read_csv_arrow(path):
             grown = np.empty((int((n + part.shape[0]) * 1.25), out.shape[1]))
             grown[:n] = out[:n]
             out = grown
-        out[n:n + part.shape[0]] = part
+        out[n : n + part.shape[0]] = part
         n += part.shape[0]
     if out is None or n == 0:
         raise ValueError("no data rows")
@@ -222,12 +221,15 @@ def _read_csv_stdlib(path):
                 values = [float(c) for c in row]
             except ValueError:
                 bad = next(i for i, c in enumerate(row) if not _is_float(c))
-                raise ValueError(f"{path!r} line {line_no}, column {header[bad]!r}: {row[bad]!r} is not a number") \
-                    from None
+                raise ValueError(
+                    f"{path!r} line {line_no}, column {header[bad]!r}: {row[bad]!r} is not a number"
+                ) from None
             if not all(math.isfinite(x) for x in values):
                 bad = next(i for i, x in enumerate(values) if not math.isfinite(x))
-                raise ValueError(f"{path!r} line {line_no}, column {header[bad]!r}: {row[bad].strip()!r} is not a "
-                                 "finite number; remove or impute it first")
+                raise ValueError(
+                    f"{path!r} line {line_no}, column {header[bad]!r}: {row[bad].strip()!r} is not a "
+                    "finite number; remove or impute it first"
+                )
             rows.append(values)
     if not rows:
         raise ValueError(f"{path!r} has a header but no data rows")
@@ -275,9 +277,12 @@ def _split(table, names, path, target, inputs, exclude, by_index):
         for other, cols in (("--target", targets), ("--exclude", dropped)):
             clash = sorted(names[i] for i in set(chosen) & set(cols))
             if clash:
-                raise ValueError(f"column(s) {clash} are both --inputs and {other}: a target that is also an "
-                                 "input leaks the answer into the inputs" if other == "--target" else
-                                 f"column(s) {clash} are both --inputs and {other}")
+                raise ValueError(
+                    f"column(s) {clash} are both --inputs and {other}: a target that is also an "
+                    "input leaks the answer into the inputs"
+                    if other == "--target"
+                    else f"column(s) {clash} are both --inputs and {other}"
+                )
     else:
         chosen = [i for i in range(len(names)) if i not in targets and i not in dropped]
     if not chosen:
@@ -289,5 +294,5 @@ def _split(table, names, path, target, inputs, exclude, by_index):
 def _take(table, columns):
     """The columns of ``table``: a view where they are a contiguous increasing range (no copy of a memmap)."""
     if columns == list(range(columns[0], columns[0] + len(columns))):
-        return table[:, columns[0]:columns[0] + len(columns)]
+        return table[:, columns[0] : columns[0] + len(columns)]
     return table[:, columns]

@@ -14,10 +14,12 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validation as v
 from . import checkpoint
@@ -39,14 +41,14 @@ class History:
     """What ``fit`` reported: the error at each report point.
 
     ``iterations[i]`` is a global iteration number (it keeps counting across
-    fits); ``errors[i]`` is mean |y - output| computed by that iteration's
+    fits); ``errors[i]`` is ``mean |y - output|`` computed by that iteration's
     forward pass, before its update.
     """
 
     iterations: list[int] = field(default_factory=list)
     errors: list[float] = field(default_factory=list)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.iterations)
 
 
@@ -56,7 +58,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def init_weights(layers, dtype, seed, init):
+def init_weights(layers: Sequence[int], dtype: DTypeLike, seed: int | None, init: str) -> list[np.ndarray]:
     """Initial weights on the host, the same numbers for every backend.
 
     ``"legacy"``: the seed's draw, ``2*RandomState(seed).random_sample((n_k, n_{k+1})) - 1``
@@ -117,14 +119,32 @@ class Network:
     [0, 10000, 20000, 30000, 40000, 50000]
     """
 
-    def __init__(self, layers, *, backend="auto", dtype="float64", seed=None, init="glorot",
-                 bias=False, threads=None):
+    def __init__(
+        self,
+        layers: Sequence[int],
+        *,
+        backend: str = "auto",
+        dtype: DTypeLike = "float64",
+        seed: int | None = None,
+        init: str = "glorot",
+        bias: bool = False,
+        threads: int | None = None,
+    ) -> None:
         self._configure(layers, backend, dtype, seed, init, bias, threads)
         weights = init_weights(self.layers, self.dtype, self.seed, init)
         biases = [np.zeros(n, self.dtype) for n in self.layers[1:]] if self.bias else None
         self._set_state(weights, biases, 0)
 
-    def _configure(self, layers, backend, dtype, seed, init, bias, threads):
+    def _configure(
+        self,
+        layers: Sequence[int],
+        backend: str,
+        dtype: DTypeLike,
+        seed: int | None,
+        init: str,
+        bias: bool,
+        threads: int | None,
+    ) -> None:
         """Check and store everything but the weights (shared by ``__init__`` and :meth:`from_state`)."""
         self.layers = v.check_layers(layers)
         self.dtype = v.check_dtype(dtype)
@@ -136,13 +156,15 @@ class Network:
         self._backend = get_backend(backend, threads=self.threads)
         self.bias = bool(bias)
         self.seed, self.init = seed, init
-        self.input_range = None  # (min, max) per input column, applied by fit/predict; see set_input_range
-        self.fit_options: dict = {}  # the options of the last fit, stored in checkpoints
+        self.input_range: tuple[np.ndarray, np.ndarray] | None = (
+            None  # (min, max) per input column, applied by fit/predict; see set_input_range
+        )
+        self.fit_options: dict[str, Any] = {}  # the options of the last fit, stored in checkpoints
         self.input_names = self.target_names = None  # column names, when trained from a table
 
     # -- model state --
 
-    def _set_state(self, weights, biases, iteration):
+    def _set_state(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray] | None, iteration: int) -> None:
         self._state = _State(
             tuple(_frozen(w) for w in weights),
             None if biases is None else tuple(_frozen(b) for b in biases),
@@ -163,10 +185,17 @@ class Network:
             ``input_names`` and ``target_names``.
         """
         return {
-            "layers": list(self.layers), "dtype": self.dtype.name, "bias": self.bias, "seed": self.seed,
-            "init": self.init, "iteration": self.iteration, "weights": self.weights, "biases": self.biases,
+            "layers": list(self.layers),
+            "dtype": self.dtype.name,
+            "bias": self.bias,
+            "seed": self.seed,
+            "init": self.init,
+            "iteration": self.iteration,
+            "weights": self.weights,
+            "biases": self.biases,
             "input_range": None if self.input_range is None else tuple(a.copy() for a in self.input_range),
-            "fit_options": dict(self.fit_options), "input_names": self.input_names,
+            "fit_options": dict(self.fit_options),
+            "input_names": self.input_names,
             "target_names": self.target_names,
         }
 
@@ -181,8 +210,15 @@ class Network:
             negative iteration, a missing key).
         """
         net = cls.__new__(cls)
-        net._configure(state["layers"], backend, state["dtype"], state.get("seed"), state.get("init", "glorot"),
-                       state["bias"], threads)
+        net._configure(
+            state["layers"],
+            backend,
+            state["dtype"],
+            state.get("seed"),
+            state.get("init", "glorot"),
+            state["bias"],
+            threads,
+        )
         weights, biases = net._checked_weights(state["weights"], state.get("biases"))
         net._set_state(weights, biases, v.check_int("iteration", state["iteration"], minimum=0))
         if state.get("input_range") is not None:
@@ -222,7 +258,9 @@ class Network:
         self._backend = get_backend(backend, threads=self.threads)
         return self
 
-    def _checked_weights(self, weights, biases):
+    def _checked_weights(
+        self, weights: Sequence[ArrayLike], biases: Sequence[ArrayLike] | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """(weights, biases) as host arrays of the model's dtype, checked against the layer sizes."""
         shapes = list(zip(self.layers[:-1], self.layers[1:]))
         if len(weights) != len(shapes):
@@ -249,7 +287,7 @@ class Network:
             bs.append(b.astype(self.dtype))
         return ws, bs
 
-    def set_weights(self, weights, biases=None) -> None:
+    def set_weights(self, weights: Sequence[ArrayLike], biases: Sequence[ArrayLike] | None = None) -> None:
         """Replace the weights (and biases); the iteration count is kept.
 
         Parameters
@@ -270,7 +308,7 @@ class Network:
         ws, bs = self._checked_weights(weights, biases)
         self._set_state(ws, bs, self.iteration)
 
-    def set_input_range(self, lo, hi) -> None:
+    def set_input_range(self, lo: ArrayLike | None, hi: ArrayLike | None) -> None:
         """Scale inputs by ``(X - lo) / (hi - lo)`` in fit and predict, per column.
 
         Parameters
@@ -296,11 +334,13 @@ class Network:
             raise ValueError(f"the input range needs {n} minima and maxima, got {lo.shape} and {hi.shape}")
         bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)) | (hi < lo))
         if bad.size:
-            raise ValueError(f"the input range must be finite with max >= min in every column; "
-                             f"input column(s) {bad.tolist()} are not (min {lo[bad].tolist()}, max {hi[bad].tolist()})")
+            raise ValueError(
+                f"the input range must be finite with max >= min in every column; "
+                f"input column(s) {bad.tolist()} are not (min {lo[bad].tolist()}, max {hi[bad].tolist()})"
+            )
         self.input_range = (lo, hi)
 
-    def _scaled(self, X, input_range):
+    def _scaled(self, X: Any, input_range: tuple[np.ndarray, np.ndarray] | None) -> Any:
         """X mapped by ``(X - lo) / (hi - lo)`` per column, in the network's dtype (X itself without a range).
 
         Written block by block into one array of the network's dtype: the
@@ -315,15 +355,28 @@ class Network:
         out = xp.empty(X.shape, self.dtype)
         step = max(1, (1 << 22) // (8 * X.shape[1]))
         for r0 in range(0, X.shape[0], step):
-            out[r0:r0 + step] = (X[r0:r0 + step] - lo) / span
+            out[r0 : r0 + step] = (X[r0 : r0 + step] - lo) / span
         return out
 
     # -- training --
 
-    def fit(self, X, y, iterations=60000, learning_rate=1.0, report_every=10000, *,
-            loss="mse", batch_size=None, reduction="sum", scale_inputs=False,
-            callback: Callable | None = None, progress: Callable | None = None,
-            report_seconds: float | None = None, warn_stuck: bool = True) -> History:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        iterations: int = 60000,
+        learning_rate: float = 1.0,
+        report_every: int | None = 10000,
+        *,
+        loss: str = "mse",
+        batch_size: int | None = None,
+        reduction: str = "sum",
+        scale_inputs: bool = False,
+        callback: Callable[[int, float], bool | None] | None = None,
+        progress: Callable[[int], object] | None = None,
+        report_seconds: float | None = None,
+        warn_stuck: bool = True,
+    ) -> History:
         """Train by gradient descent; continues from the current weights.
 
         Parameters
@@ -409,13 +462,15 @@ class Network:
         input_range = self.input_range
         if scale_inputs and input_range is None:
             xp, be = array_namespace(X), self._backend
-            input_range = tuple(be.to_host(be.to_device(f(X, axis=0), np.float64)) for f in (xp.min, xp.max))
+            lo, hi = (be.to_host(be.to_device(f(X, axis=0), np.float64)) for f in (xp.min, xp.max))
+            input_range = (lo, hi)
         config = TrainConfig(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
 
         Xs = self._scaled(X, input_range)
         state = self._state
-        trainer = self._backend.trainer(list(state.weights), None if state.biases is None else list(state.biases),
-                                        Xs, y, config)
+        trainer = self._backend.trainer(
+            list(state.weights), None if state.biases is None else list(state.biases), Xs, y, config
+        )
         options = dict(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
         hist = History()
         done, n = 0, report_every if report_seconds is None else 1
@@ -426,13 +481,18 @@ class Network:
             err = trainer.run(start, n)
             weights, biases = trainer.weights()
             elapsed = time.perf_counter() - t0
-            finite = math.isfinite(err) and all(np.isfinite(w).all() for w in weights) and (
-                biases is None or all(np.isfinite(b).all() for b in biases))
+            finite = (
+                math.isfinite(err)
+                and all(np.isfinite(w).all() for w in weights)
+                and (biases is None or all(np.isfinite(b).all() for b in biases))
+            )
             if not finite:
                 raise DivergenceError(
                     f"training diverged in the interval starting at iteration {start} "
                     f"(error {err!r}); the network keeps its weights from iteration {self.iteration}. "
-                    "Try a smaller learning_rate or reduction='mean'.", iteration=self.iteration)
+                    "Try a smaller learning_rate or reduction='mean'.",
+                    iteration=self.iteration,
+                )
             done += n
             self._set_state(weights, biases, start + n)  # one assignment: never half-updated
             self.input_range = input_range
@@ -449,7 +509,7 @@ class Network:
             self._warn_if_stuck(hist, Xs)
         return hist
 
-    def _warn_if_stuck(self, hist: History, Xs) -> None:
+    def _warn_if_stuck(self, hist: History, Xs: Any) -> None:
         """One RuntimeWarning when the error never moved, or every unit of a hidden layer is saturated.
 
         Saturated: on the first 256 rows (at least 8), 99% or more of the
@@ -471,16 +531,21 @@ class Network:
                     saturated |= bool(np.mean((a < 1e-6) | (a > 1 - 1e-6)) >= 0.99)
         if moved and not saturated:
             return
-        why = (f"the error did not move across the report points (stayed at {hist.errors[-1]:.6g})"
-               if not moved else "the sigmoid units of a layer are saturated (99% of their outputs within 1e-6 "
-               "of 0 or 1)")
+        why = (
+            f"the error did not move across the report points (stayed at {hist.errors[-1]:.6g})"
+            if not moved
+            else "the sigmoid units of a layer are saturated (99% of their outputs within 1e-6 of 0 or 1)"
+        )
         warnings.warn(
             f"training is stuck: {why}. Try scale_inputs=True (or scale X to [0, 1]), reduction='mean', "
-            "or a smaller learning_rate.", RuntimeWarning, stacklevel=3)
+            "or a smaller learning_rate.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     # -- inference --
 
-    def predict(self, X):
+    def predict(self, X: Any) -> Any:
         """The output layer for X.
 
         Parameters
@@ -502,11 +567,14 @@ class Network:
         """
         X = v.check_inputs(X, self.layers[0])
         be, state = self._backend, self._state
-        out = be.predict(list(state.weights), None if state.biases is None else list(state.biases),
-                         be.to_device(self._scaled(X, self.input_range), self.dtype))
+        out = be.predict(
+            list(state.weights),
+            None if state.biases is None else list(state.biases),
+            be.to_device(self._scaled(X, self.input_range), self.dtype),
+        )
         return be.to_user(out, like=X)
 
-    def error(self, X, y) -> float:
+    def error(self, X: Any, y: Any) -> float:
         """The seed's figure, ``mean |y - predict(X)|``.
 
         Parameters
@@ -529,18 +597,20 @@ class Network:
         xp = array_namespace(out)
         return float(xp.mean(xp.abs(xp.asarray(y, dtype=out.dtype) - out)))
 
-    def __repr__(self):
-        return (f"Network({list(self.layers)}, backend={self.backend!r}, dtype={self.dtype.name!r}, "
-                f"bias={self.bias}, iteration={self.iteration})")
+    def __repr__(self) -> str:
+        return (
+            f"Network({list(self.layers)}, backend={self.backend!r}, dtype={self.dtype.name!r}, "
+            f"bias={self.bias}, iteration={self.iteration})"
+        )
 
     # -- checkpoints --
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to one .npz file, atomically; see :func:`sigmanet.load`."""
         checkpoint.write(path, self.get_state())
 
 
-def load(path, backend: str = "auto", *, threads: int | None = None) -> Network:
+def load(path: str | os.PathLike[str], backend: str = "auto", *, threads: int | None = None) -> Network:
     """Load a model saved by :meth:`Network.save` onto ``backend``.
 
     Raises

@@ -47,10 +47,25 @@ class _SigmaNetBase(BaseEstimator):
 
     _default_loss: str
 
-    def __init__(self, hidden_layer_sizes=(16,), *, learning_rate_init=2.0, max_iter=200, batch_size=32,
-                 shuffle=True, random_state=None, tol=1e-4, n_iter_no_change=10, early_stopping=False,
-                 validation_fraction=0.1, warm_start=False, verbose=False, backend="auto", dtype="float64",
-                 loss=None):
+    def __init__(
+        self,
+        hidden_layer_sizes=(16,),
+        *,
+        learning_rate_init=2.0,
+        max_iter=200,
+        batch_size=32,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        warm_start=False,
+        verbose=False,
+        backend="auto",
+        dtype="float64",
+        loss=None,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
@@ -76,17 +91,20 @@ class _SigmaNetBase(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}")
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.learning_rate_init, numbers.Real) and self.learning_rate_init > 0):
+        if not (isinstance(self.learning_rate_init, numbers.Real) and float(self.learning_rate_init) > 0):
             raise ValueError(f"learning_rate_init must be a number above 0, got {self.learning_rate_init!r}")
-        if not (isinstance(self.tol, numbers.Real) and self.tol >= 0):
+        if not (isinstance(self.tol, numbers.Real) and float(self.tol) >= 0):
             raise ValueError(f"tol must be a number of at least 0, got {self.tol!r}")
-        if not (isinstance(self.validation_fraction, numbers.Real) and 0 < self.validation_fraction < 1):
+        if not (isinstance(self.validation_fraction, numbers.Real) and 0 < float(self.validation_fraction) < 1):
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
         bs = self.batch_size
-        if not (bs is None or bs == "auto" or (isinstance(bs, numbers.Integral) and not isinstance(bs, bool)
-                                               and bs >= 1)):
+        if not (
+            bs is None
+            or bs == "auto"
+            or (isinstance(bs, numbers.Integral) and not isinstance(bs, bool) and int(bs) >= 1)
+        ):
             raise ValueError(f"batch_size must be 'auto', a positive integer or None, got {bs!r}")
         loss = self._default_loss if self.loss is None else self.loss
         if loss not in _LOSSES:
@@ -98,14 +116,21 @@ class _SigmaNetBase(BaseEstimator):
     def _network(self) -> Network:
         """A Network holding coefs_ and intercepts_ (as the user may have assigned them), on ``backend``."""
         layers = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        return Network.from_state({"layers": layers, "dtype": self.dtype, "bias": True, "iteration": self.t_iter_,
-                                   "weights": self.coefs_, "biases": self.intercepts_},
-                                  backend=self.backend)
+        return Network.from_state(
+            {
+                "layers": layers,
+                "dtype": self.dtype,
+                "bias": True,
+                "iteration": self.t_iter_,
+                "weights": self.coefs_,
+                "biases": self.intercepts_,
+            },
+            backend=self.backend,
+        )
 
     def _initialise(self, n_features, n_outputs, hidden, rng):
         layers = [n_features, *hidden, n_outputs]
-        net = Network(layers, backend=self.backend, dtype=self.dtype, seed=int(rng.randint(2**31 - 1)),
-                      bias=True)
+        net = Network(layers, backend=self.backend, dtype=self.dtype, seed=int(rng.randint(2**31 - 1)), bias=True)
         self.coefs_, self.intercepts_ = net.weights, net.biases
         self.n_layers_ = len(layers)
         self.n_outputs_ = n_outputs
@@ -116,7 +141,7 @@ class _SigmaNetBase(BaseEstimator):
         self.loss_curve_ = []
         self.best_loss_ = np.inf
         self._no_improvement_count = 0
-        self.validation_scores_ = [] if self.early_stopping else None
+        self.validation_scores_: list[float] | None = [] if self.early_stopping else None
         self.best_validation_score_ = -np.inf if self.early_stopping else None
 
     def _train(self, X, Y, incremental):
@@ -127,20 +152,31 @@ class _SigmaNetBase(BaseEstimator):
         if fresh:
             self._initialise(X.shape[1], Y.shape[1], hidden, rng)
         elif self.coefs_[0].shape[0] != X.shape[1] or self.coefs_[-1].shape[1] != Y.shape[1]:
-            raise ValueError(f"the fitted network takes {self.coefs_[0].shape[0]} features and gives "
-                             f"{self.coefs_[-1].shape[1]} outputs; X has {X.shape[1]}, y {Y.shape[1]}")
+            raise ValueError(
+                f"the fitted network takes {self.coefs_[0].shape[0]} features and gives "
+                f"{self.coefs_[-1].shape[1]} outputs; X has {X.shape[1]}, y {Y.shape[1]}"
+            )
         X_val = Y_val = None
         if self.early_stopping and not incremental:
             X, X_val, Y, Y_val = train_test_split(
-                X, Y, test_size=self.validation_fraction, random_state=rng.randint(2**31 - 1),
-                stratify=self._stratify(Y))
+                X,
+                Y,
+                test_size=self.validation_fraction,
+                random_state=rng.randint(2**31 - 1),
+                stratify=self._stratify(Y),
+            )
         n = X.shape[0]
         batch = n if self.batch_size is None else min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
         n_batches = -(-n // batch)
         epochs = 1 if incremental else self.max_iter
         net = self._network()
-        options = dict(learning_rate=float(self.learning_rate_init), loss=net_loss, reduction="mean",
-                       batch_size=None if batch >= n else batch, warn_stuck=False)
+        options = dict(
+            learning_rate=float(self.learning_rate_init),
+            loss=net_loss,
+            reduction="mean",
+            batch_size=None if batch >= n else batch,
+            warn_stuck=False,
+        )
         self.n_iter_ = 0  # epochs of this call, as MLPClassifier counts them (t_ keeps counting)
         best, converged = None, False
         # As MLPClassifier's: an epoch's loss is measured before its steps (exactly so for full batches)
@@ -158,6 +194,7 @@ class _SigmaNetBase(BaseEstimator):
                 return True
             if self.early_stopping:
                 score = self._validation_score(net, X_val, Y_val)
+                assert self.validation_scores_ is not None  # set with early_stopping
                 self.validation_scores_.append(score)
                 improved = score > self.best_validation_score_ + self.tol
                 if score > self.best_validation_score_:
@@ -177,31 +214,44 @@ class _SigmaNetBase(BaseEstimator):
                 if not after_epoch():
                     break
         else:  # the rows in order: one fit for every epoch, one report per epoch
-            net.fit(X, Y, iterations=epochs * n_batches, report_every=n_batches,
-                    callback=lambda iteration, error: after_epoch(), **options)
+            net.fit(
+                X,
+                Y,
+                iterations=epochs * n_batches,
+                report_every=n_batches,
+                callback=lambda iteration, error: after_epoch(),
+                **options,
+            )
         if best is not None:
             net.set_weights(*best)
         self.coefs_, self.intercepts_ = net.weights, net.biases
         self.t_iter_ = net.iteration
         self.loss_ = self.loss_curve_[-1]
         if not incremental and not converged:
-            warnings.warn(f"{type(self).__name__}: the maximum of {self.max_iter} epochs was reached before the "
-                          "loss stopped improving; raise max_iter or learning_rate_init.", ConvergenceWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"{type(self).__name__}: the maximum of {self.max_iter} epochs was reached before the "
+                "loss stopped improving; raise max_iter or learning_rate_init.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return self
 
-    @staticmethod
-    def _loss(net, X, Y, net_loss):
-        """The training loss as MLPClassifier reports it: log-loss, or half the mean squared error."""
+    def _loss(self, net, X, Y, net_loss):
+        """The training loss as MLPClassifier reports it: log-loss (summed over outputs, mean over rows),
+        or half the mean squared error (over every element, in the targets' own units)."""
         out = net.predict(X).astype(np.float64)
         if net_loss == "mse":
-            return float(0.5 * np.mean(np.sum((Y - out) ** 2, axis=1)))
+            return float(0.5 * np.mean(((Y - out) * self._target_span()) ** 2))
         eps = np.finfo(np.float64).eps
         out = np.clip(out, eps, 1 - eps)
         return float(-np.mean(np.sum(Y * np.log(out) + (1 - Y) * np.log1p(-out), axis=1)))
 
     def _stratify(self, Y):
         return None
+
+    def _target_span(self):
+        """Each output's width in the targets' own units (1 for a classifier's 0/1 targets)."""
+        return 1.0
 
     # -- fitted attributes and input checks --
 
@@ -344,8 +394,11 @@ class SigmaNetRegressor(RegressorMixin, _SigmaNetBase):
     >>> import numpy as np
     >>> from sigmanet.sklearn import SigmaNetRegressor
     >>> X = np.linspace(0, 1, 200).reshape(-1, 1)
-    >>> reg = SigmaNetRegressor(backend="numpy", random_state=0, max_iter=500, learning_rate_init=2.0)
-    >>> bool(reg.fit(X, np.sin(3 * X[:, 0])).score(X, np.sin(3 * X[:, 0])) > 0.9)
+    >>> y = np.sin(3 * X[:, 0])
+    >>> reg = SigmaNetRegressor(backend="numpy", random_state=0, max_iter=500, tol=1e-6).fit(X, y)
+    >>> bool(reg.score(X, y) > 0.9)
+    True
+    >>> bool(reg.predict(X).max() <= y.max())  # inside the training range
     True
     """
 
@@ -353,8 +406,7 @@ class SigmaNetRegressor(RegressorMixin, _SigmaNetBase):
 
     def _fit(self, X, y, incremental):
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
-                             reset=first)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=first)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         self._y_1d = y.ndim == 1
         if first:
@@ -365,6 +417,9 @@ class SigmaNetRegressor(RegressorMixin, _SigmaNetBase):
 
     def _validation_score(self, net, X, Y):
         return r2_score(Y, net.predict(X))
+
+    def _target_span(self):
+        return np.where(self.y_max_ > self.y_min_, self.y_max_ - self.y_min_, 1.0)
 
     def predict(self, X):
         """Predictions in the targets' own units, inside the training range."""

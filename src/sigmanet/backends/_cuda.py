@@ -26,6 +26,8 @@ MAX_LAYERS = 16
 def compile_options() -> tuple[str, ...]:
     """The compiler flags every build of the kernels gets (NVRTC through CuPy, and nvcc in the tests)."""
     return ("--std=c++17", f"-DSN_MAX_LAYERS={MAX_LAYERS}")
+
+
 _NAMES = ("forward_sigmoid", "output_delta", "hidden_delta", "sgd_update", "bias_update", "train_small")
 _GEMMS = {(0, 0): "gemm_tiled<{T}, 0, 0>", (1, 0): "gemm_tiled<{T}, 1, 0>", (0, 1): "gemm_tiled<{T}, 0, 1>"}
 
@@ -60,8 +62,9 @@ class Kernels:
 
         self.dtype = np.dtype(dtype)
         T = "float" if self.dtype == np.float32 else "double"
-        self.module = cupy.RawModule(code=kernel_source(), options=compile_options(),
-                                     name_expressions=name_expressions(T))
+        self.module = cupy.RawModule(
+            code=kernel_source(), options=compile_options(), name_expressions=name_expressions(T)
+        )
         self.fn = {n: self.module.get_function(f"{n}<{T}>") for n in _NAMES}
         self.gemm_fn = {k: self.module.get_function(g.format(T=T)) for k, g in _GEMMS.items()}
         self.scalar = self.dtype.type
@@ -79,14 +82,20 @@ class Kernels:
         self._check(z)
         m, n = z.shape
         use_bias = b is not None
-        self.fn["forward_sigmoid"](self._grid(z.size), (self.block_size,),
-                                   (z, b if use_bias else z, np.int64(m), np.int32(n), np.int32(use_bias)))
+        self.fn["forward_sigmoid"](
+            self._grid(z.size),
+            (self.block_size,),
+            (z, b if use_bias else z, np.int64(m), np.int32(n), np.int32(use_bias)),
+        )
 
     def output_delta(self, y, a, d, bce, err=None):
         self._check(y, a, d)
         assert y.shape == a.shape == d.shape
-        self.fn["output_delta"](self._grid(a.size), (self.block_size,),
-                                (y, a, d, np.int64(a.size), np.int32(bce), err if err is not None else np.uint64(0)))
+        self.fn["output_delta"](
+            self._grid(a.size),
+            (self.block_size,),
+            (y, a, d, np.int64(a.size), np.int32(bce), err if err is not None else np.uint64(0)),
+        )
 
     def hidden_delta(self, d, a):
         self._check(d, a)
@@ -107,19 +116,55 @@ class Kernels:
         self._check(A, B, C)
         M, N = C.shape
         K = A.shape[0] if ta else A.shape[1]
-        self.gemm_fn[(int(ta), int(tb))](((N + 15) // 16, (M + 15) // 16), (16, 16),
-                                         (np.int32(M), np.int32(N), np.int32(K), A, B, C))
+        self.gemm_fn[(int(ta), int(tb))](
+            ((N + 15) // 16, (M + 15) // 16), (16, 16), (np.int32(M), np.int32(N), np.int32(K), A, B, C)
+        )
 
-    def train_small(self, *, X, Y, W, B, sizes, start, iterations, batch_size, learning_rate, bce, mean,
-                    use_bias, err, block_size, shared_bytes):
+    def train_small(
+        self,
+        *,
+        X,
+        Y,
+        W,
+        B,
+        sizes,
+        start,
+        iterations,
+        batch_size,
+        learning_rate,
+        bce,
+        mean,
+        use_bias,
+        err,
+        block_size,
+        shared_bytes,
+    ):
         """A report interval in one launch; arguments in the fused kernels' common order (as numba's)."""
         fn = self.fn["train_small"]
         if shared_bytes > 48 * 1024:
             fn.max_dynamic_shared_size_bytes = shared_bytes
-        fn((1,), (block_size,), (X, Y, W, B, sizes, np.int32(len(sizes) - 1), np.int32(X.shape[0]),
-                                 np.int64(start), np.int32(iterations), np.int32(batch_size),
-                                 np.float64(learning_rate), np.int32(bce), np.int32(mean), np.int32(use_bias), err),
-           shared_mem=shared_bytes)
+        fn(
+            (1,),
+            (block_size,),
+            (
+                X,
+                Y,
+                W,
+                B,
+                sizes,
+                np.int32(len(sizes) - 1),
+                np.int32(X.shape[0]),
+                np.int64(start),
+                np.int32(iterations),
+                np.int32(batch_size),
+                np.float64(learning_rate),
+                np.int32(bce),
+                np.int32(mean),
+                np.int32(use_bias),
+                err,
+            ),
+            shared_mem=shared_bytes,
+        )
 
 
 @functools.cache

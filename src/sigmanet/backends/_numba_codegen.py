@@ -53,15 +53,15 @@ def train(X, Y, W, B, A, D, start, iterations, batch_size, learning_rate, bce, m
             loaded = b
 '''
 
-_FORWARD = '''        for i in range(m):  # forward, layer {k}: {nin} -> {nout}
+_FORWARD = """        for i in range(m):  # forward, layer {k}: {nin} -> {nout}
             for j in range({nout}):
                 s = B[{k}, j] if use_bias else zero
                 for p in range({nin}):
                     s += A[{k}, i, p] * W[{k}, p, j]
                 A[{k1}, i, j] = one / (one + math.exp(-s))
-'''
+"""
 
-_OUTPUT = '''        acc = 0.0
+_OUTPUT = """        acc = 0.0
         for i in range(m):  # output delta and the reported error
             for j in range({nL}):
                 a = A[{L}, i, j]
@@ -71,21 +71,21 @@ _OUTPUT = '''        acc = 0.0
                 D[{L}, i, j] = e if bce else e * (a * (one - a))
         if it == 0:
             err0 = acc / (m * {nL})
-'''
+"""
 
-_HIDDEN = '''        for i in range(m):  # hidden delta, layer {k}
+_HIDDEN = """        for i in range(m):  # hidden delta, layer {k}
             for p in range({nin}):
                 s = zero
                 for j in range({nout}):
                     s += D[{k1}, i, j] * W[{k}, p, j]
                 a = A[{k}, i, p]
                 D[{k}, i, p] = s * (a * (one - a))
-'''
+"""
 
-_SCALE = '''        scale = A.dtype.type(learning_rate / m) if mean else A.dtype.type(learning_rate)
-'''
+_SCALE = """        scale = A.dtype.type(learning_rate / m) if mean else A.dtype.type(learning_rate)
+"""
 
-_UPDATE = '''        for p in range({nin}):  # update, layer {k}
+_UPDATE = """        for p in range({nin}):  # update, layer {k}
             for j in range({nout}):
                 g = zero
                 for i in range(m):
@@ -97,7 +97,7 @@ _UPDATE = '''        for p in range({nin}):  # update, layer {k}
                 for i in range(m):
                     g += D[{k1}, i, j]
                 B[{k}, j] += g * scale
-'''
+"""
 
 
 def render(sizes) -> str:
@@ -144,8 +144,9 @@ def prune(folder: Path, keep: int | None = None) -> None:
     imported, and a removed cache is only compiled again.
     """
     keep = MAX_GENERATED if keep is None else keep
-    modules = sorted(folder.glob("sigmanet_generated_*.py"), key=lambda p: _mtime(p.with_suffix(".used")) or
-                     _mtime(p), reverse=True)
+    modules = sorted(
+        folder.glob("sigmanet_generated_*.py"), key=lambda p: _mtime(p.with_suffix(".used")) or _mtime(p), reverse=True
+    )
     for old in modules[keep:]:
         for path in [old, old.with_suffix(".used"), *(folder / "__pycache__").glob(f"{old.stem}.*")]:
             with contextlib.suppress(OSError):
@@ -169,7 +170,7 @@ def specialised(sizes):
     folder = _folder()
     if folder is None:
         namespace: dict = {"__name__": name}
-        exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102 - our own template
+        exec(compile(source, f"<{name}>", "exec"), namespace)
         return namespace["train"]
     path = folder / f"{name}.py"
     if not path.exists():  # write once, atomically: the file's mtime keys numba's cache

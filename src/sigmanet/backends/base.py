@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -180,7 +180,8 @@ class Backend:
             f"the {self.name} backend needs about {needed / 2**30:.2f} GiB for this fit ({detail}), but only "
             f"{available / 2**30:.2f} GiB is available; nothing was trained. What helps: the numba backend "
             "(it trains in row chunks of bounded size), batch_size=N (buffers for N rows), float32 (half the "
-            "bytes), or a smaller table.")
+            "bytes), or a smaller table."
+        )
 
     def limits(self):
         """Context bounding the threads of this backend's libraries."""
@@ -200,9 +201,11 @@ class Backend:
         dt = np.dtype(weights[0].dtype)
         m = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         units = sum(w.shape[1] for w in weights)
-        self.check_memory(3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt),
-                          f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
-                          "plus X and y in the network's dtype")
+        self.check_memory(
+            3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt),
+            f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
+            "plus X and y in the network's dtype",
+        )
         return GemmTrainer(self, weights, biases, X, y, config)
 
     def predict(self, weights, biases, X):
@@ -219,13 +222,13 @@ class Backend:
         step = predict_block_rows(W, X.dtype.itemsize)
         with self.limits():
             for r0 in range(0, X.shape[0], step):
-                a = X[r0:r0 + step]
+                a = X[r0 : r0 + step]
                 for k, w in enumerate(W):
                     z = a @ w
                     if b is not None:
                         z += b[k]
                     a = self._sigmoid(z)
-                out[r0:r0 + step] = a
+                out[r0 : r0 + step] = a
         return out
 
     def _sigmoid(self, z):
@@ -280,7 +283,7 @@ class GemmTrainer(Trainer):
         self.config = config
         dt = np.dtype(weights[0].dtype)
         self.W = [xp.array(w, dtype=dt, order="C") for w in weights]
-        self.b = None if biases is None else [xp.array(b, dtype=dt) for b in biases]
+        self.b: list[Any] | None = None if biases is None else [xp.array(b, dtype=dt) for b in biases]
         self.X = backend.to_device(X, dt)
         self.y = backend.to_device(y, dt)
         self.n_rows = self.X.shape[0]
@@ -290,7 +293,7 @@ class GemmTrainer(Trainer):
         self.d = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
         self.tmp = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
         self.g = [xp.empty_like(w) for w in self.W]
-        self.gb = None if self.b is None else [xp.empty_like(b) for b in self.b]
+        self.gb: list[Any] | None = None if self.b is None else [xp.empty_like(b) for b in self.b]
 
     # -- elementwise epilogues: NumPy ufuncs in place; fast backends fuse them --
 
@@ -322,7 +325,7 @@ class GemmTrainer(Trainer):
         if scale != 1.0:
             g *= scale
         self.W[k] += g
-        if self.b is not None:
+        if self.b is not None and self.gb is not None:
             gb = d_out.sum(axis=0, out=self.gb[k])
             if scale != 1.0:
                 gb *= scale
@@ -333,8 +336,12 @@ class GemmTrainer(Trainer):
     def _views(self, r0, r1):
         """Buffers cut to the batch's rows (a[0] is a view of X's rows)."""
         m = r1 - r0
-        return ([self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]], [None] + [buf[:m] for buf in self.d[1:]],
-                [None] + [buf[:m] for buf in self.tmp[1:]], self.y[r0:r1])
+        return (
+            [self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]],
+            [None] + [buf[:m] for buf in self.d[1:]],
+            [None] + [buf[:m] for buf in self.tmp[1:]],
+            self.y[r0:r1],
+        )
 
     def run(self, start: int, iterations: int) -> float:
         xp, L, cfg = self.xp, len(self.W), self.config

@@ -55,8 +55,9 @@ class FusedGpuTrainer(Trainer):
         self.sizes = cp.asarray(np.array(self.sizes_host, np.int32))
         self.W = cp.asarray(np.concatenate([np.asarray(w, self.dt).ravel() for w in weights]))
         self.use_bias = biases is not None
-        self.B = cp.asarray(np.concatenate([np.asarray(b, self.dt) for b in biases]) if self.use_bias
-                            else np.zeros(1, self.dt))
+        self.B = cp.asarray(
+            np.concatenate([np.asarray(b, self.dt) for b in biases]) if self.use_bias else np.zeros(1, self.dt)
+        )
         self.X = backend.to_device(X, self.dt)
         self.y = backend.to_device(y, self.dt)
         self.err = cp.zeros(1, np.float64)
@@ -69,23 +70,35 @@ class FusedGpuTrainer(Trainer):
         cfg = self.config
         r0, r1 = batch_bounds(start, self.X.shape[0], cfg.batch_size)
         _kernels(self.dt).train_small(
-            X=self.X, Y=self.y, W=self.W, B=self.B, sizes=self.sizes, start=start, iterations=iterations,
-            batch_size=cfg.batch_size or 0, learning_rate=cfg.learning_rate, bce=cfg.loss == "bce",
-            mean=cfg.reduction == "mean", use_bias=self.use_bias, err=self.err, block_size=self.block_size,
-            shared_bytes=self.shared_bytes)
+            X=self.X,
+            Y=self.y,
+            W=self.W,
+            B=self.B,
+            sizes=self.sizes,
+            start=start,
+            iterations=iterations,
+            batch_size=cfg.batch_size or 0,
+            learning_rate=cfg.learning_rate,
+            bce=cfg.loss == "bce",
+            mean=cfg.reduction == "mean",
+            use_bias=self.use_bias,
+            err=self.err,
+            block_size=self.block_size,
+            shared_bytes=self.shared_bytes,
+        )
         return float(self.err.get()[0]) / ((r1 - r0) * self.sizes_host[-1])
 
     def weights(self):
         flat = self.W.get()
         ws, at = [], 0
         for s in self.shapes:
-            ws.append(flat[at:at + s[0] * s[1]].reshape(s).copy())
+            ws.append(flat[at : at + s[0] * s[1]].reshape(s).copy())
             at += s[0] * s[1]
         if not self.use_bias:
             return ws, None
         bflat = self.B.get()
         bounds = np.concatenate([[0], np.cumsum(self.sizes_host[1:])])
-        return ws, [bflat[bounds[k]:bounds[k + 1]].copy() for k in range(len(ws))]
+        return ws, [bflat[bounds[k] : bounds[k + 1]].copy() for k in range(len(ws))]
 
 
 class CupyGemmTrainer(GemmTrainer):
@@ -153,7 +166,7 @@ class CupyGemmTrainer(GemmTrainer):
                 finally:
                     graph = self.stream.end_capture()
             self.graph = graph
-        except Exception as e:  # noqa: BLE001 - any failure: keep the eager path
+        except Exception as e:
             self.use_graph, self.graph_error = False, f"{type(e).__name__}: {e}"
 
     def run(self, start, iterations):
@@ -187,7 +200,7 @@ class CupyBackend(Backend):
             return f"CuPy is not installed ({e}); pip install 'sigmanet[cuda12]' or 'sigmanet[cuda13]'"
         try:
             count = cupy.cuda.runtime.getDeviceCount()
-        except Exception as e:  # noqa: BLE001 - CUDARuntimeError and driver errors alike
+        except Exception as e:
             return f"CuPy is installed but no CUDA device is usable: {e}"
         if count < 1:
             return "CuPy is installed but no CUDA device is usable: CUDA reports 0 devices"
@@ -243,9 +256,11 @@ class CupyBackend(Backend):
         dt_ = np.dtype(weights[0].dtype)
         units = sum(w.shape[1] for w in weights)
         uploads = sum(0 if array_namespace(a) is not np else int(np.prod(a.shape)) * dt_.itemsize for a in (X, y))
-        self.check_memory(3 * rows * units * dt_.itemsize + uploads,
-                          f"device buffers: 3 x {rows} rows x {units} units x {dt_.itemsize} bytes, plus X and y "
-                          "uploaded from the host")
+        self.check_memory(
+            3 * rows * units * dt_.itemsize + uploads,
+            f"device buffers: 3 x {rows} rows x {units} units x {dt_.itemsize} bytes, plus X and y "
+            "uploaded from the host",
+        )
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
         dt = np.dtype(weights[0].dtype)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]

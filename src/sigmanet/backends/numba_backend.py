@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -62,12 +63,12 @@ class FusedTrainer(Trainer):
         L, w = len(weights), int(self.sizes.max())
         self.W = np.zeros((L, w, w), dt)
         for k, wk in enumerate(weights):
-            self.W[k, :wk.shape[0], :wk.shape[1]] = wk
+            self.W[k, : wk.shape[0], : wk.shape[1]] = wk
         self.B = np.zeros((L, w), dt)
         self.use_bias = biases is not None
         if self.use_bias:
             for k, bk in enumerate(biases):
-                self.B[k, :len(bk)] = bk
+                self.B[k, : len(bk)] = bk
         self.X = backend.to_device(X, dt)
         self.y = backend.to_device(y, dt)
         m = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
@@ -83,18 +84,36 @@ class FusedTrainer(Trainer):
     def run(self, start, iterations):
         cfg = self.config
         # Every fused kernel (numba and CUDA) takes these in this order, by keyword.
-        common = dict(start=start, iterations=iterations, batch_size=cfg.batch_size or 0,
-                      learning_rate=cfg.learning_rate, bce=cfg.loss == "bce", mean=cfg.reduction == "mean",
-                      use_bias=self.use_bias)
+        common = dict(
+            start=start,
+            iterations=iterations,
+            batch_size=cfg.batch_size or 0,
+            learning_rate=cfg.learning_rate,
+            bce=cfg.loss == "bce",
+            mean=cfg.reduction == "mean",
+            use_bias=self.use_bias,
+        )
         if self.specialised is not None:
             return float(self.specialised(X=self.X, Y=self.y, W=self.W, B=self.B, A=self.A, D=self.D, **common))
-        return float(_kernels().train_small(X=self.X, Y=self.y, W=self.W, B=self.B, A=self.A, D=self.D,
-                                            WT=self.WT, G=self.G, sizes=self.sizes, **common))
+        return float(
+            _kernels().train_small(
+                X=self.X,
+                Y=self.y,
+                W=self.W,
+                B=self.B,
+                A=self.A,
+                D=self.D,
+                WT=self.WT,
+                G=self.G,
+                sizes=self.sizes,
+                **common,
+            )
+        )
 
     def weights(self):
         n = self.sizes
-        ws = [self.W[k, :n[k], :n[k + 1]].copy() for k in range(len(n) - 1)]
-        return ws, ([self.B[k, :n[k + 1]].copy() for k in range(len(ws))] if self.use_bias else None)
+        ws = [self.W[k, : n[k], : n[k + 1]].copy() for k in range(len(n) - 1)]
+        return ws, ([self.B[k, : n[k + 1]].copy() for k in range(len(ws))] if self.use_bias else None)
 
 
 def chunk_rows(sizes, itemsize: int, rows: int, workers: int) -> int:
@@ -112,8 +131,8 @@ class _Worker:
     """One thread's buffers: activations, deltas and gradient sums for a chunk of rows."""
 
     def __init__(self, sizes, rows, dt, bias):
-        self.a = [None] + [np.empty((rows, n), dt) for n in sizes[1:]]
-        self.d = [None] + [np.empty((rows, n), dt) for n in sizes[1:]]
+        self.a: list[Any] = [None] + [np.empty((rows, n), dt) for n in sizes[1:]]
+        self.d: list[Any] = [None] + [np.empty((rows, n), dt) for n in sizes[1:]]
         self.g = [np.empty((p, q), dt) for p, q in zip(sizes[:-1], sizes[1:])]
         self.tmp = [np.empty_like(g) for g in self.g]
         self.gb = [np.empty(n, dt) for n in sizes[1:]] if bias else None
@@ -134,8 +153,8 @@ class _Worker:
         with np.errstate(over="ignore", invalid="ignore"):
             for r0, r1 in chunks:
                 m = r1 - r0
-                a = [X[r0:r1]] + [buf[:m] for buf in self.a[1:]]
-                d = [None] + [buf[:m] for buf in self.d[1:]]
+                a: list[Any] = [X[r0:r1]] + [buf[:m] for buf in self.a[1:]]
+                d: list[Any] = [None] + [buf[:m] for buf in self.d[1:]]
                 for k in range(L):  # a[k+1] = 1 / (1 + exp(-(a[k] @ W[k] + b[k])))
                     z = np.matmul(a[k], W[k], out=a[k + 1])
                     k_.negate_bias(z, nobias if b is None else b[k], b is not None)
@@ -200,7 +219,7 @@ class BlockedTrainer(Trainer):
                 for k in range(len(self.W)):
                     self._step(self.W[k], [w.g[k] for w in self.workers], scale)
                     if self.b is not None:
-                        self._step(self.b[k], [w.gb[k] for w in self.workers], scale)
+                        self._step(self.b[k], [w.gb[k] for w in self.workers if w.gb is not None], scale)
         return err0
 
     @staticmethod
@@ -234,11 +253,15 @@ class NumbaBackend(Backend):
             return f"numba is not installed ({e}); pip install numba"
         return None
 
+    def __init__(self, threads=None):
+        super().__init__(threads)
+        self._controller: Any = None
+
     def worker_count(self) -> int:
         """Threads for the large-data path: ``threads``, else ``NUMBA_NUM_THREADS`` (the cores)."""
         import numba
 
-        return self.threads or numba.config.NUMBA_NUM_THREADS or os.cpu_count() or 1
+        return self.threads or getattr(numba.config, "NUMBA_NUM_THREADS", None) or os.cpu_count() or 1
 
     def blas_limit(self, n: int):
         """Context limiting BLAS to ``n`` threads (the threadpoolctl controller is built once)."""
@@ -248,10 +271,6 @@ class NumbaBackend(Backend):
             self._controller = ThreadpoolController()
         return self._controller.limit(limits=n, user_api="blas")
 
-    def __init__(self, threads=None):
-        super().__init__(threads)
-        self._controller = None
-
     def trainer(self, weights, biases, X, y, config):
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
@@ -260,9 +279,14 @@ class NumbaBackend(Backend):
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
         if macs <= SMALL_LIMIT:
             buffers = 2 * len(sizes) * rows * max(sizes) * dt.itemsize
-            self.check_memory(buffers + copies, f"activations and deltas of {rows} rows padded to {max(sizes)} "
-                                                "units, plus X and y in the network's dtype")
+            self.check_memory(
+                buffers + copies,
+                f"activations and deltas of {rows} rows padded to {max(sizes)} "
+                "units, plus X and y in the network's dtype",
+            )
             return FusedTrainer(self, weights, biases, X, y, config)
-        self.check_memory(copies + self.worker_count() * 2 * CHUNK_BYTES,
-                          "X and y in the network's dtype, plus one row chunk per worker")
+        self.check_memory(
+            copies + self.worker_count() * 2 * CHUNK_BYTES,
+            "X and y in the network's dtype, plus one row chunk per worker",
+        )
         return BlockedTrainer(self, weights, biases, X, y, config)
