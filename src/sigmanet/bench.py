@@ -56,6 +56,7 @@ class Record:
     peak_bytes: int | None = None
     alloc_per_iteration: float | None = None
     strategy: str = ""
+    dask_overhead_seconds: float | None = None  # Dask cells: iteration time minus the slowest worker's compute
     peak_rss_bytes: int | None = None  # the process's resident peak during the cell (data, trainer, timings)
     rss_growth_bytes: int | None = None  # that peak above the resident size before the cell began
 
@@ -100,9 +101,9 @@ class GemmFloor:
         self.W = [xp.asarray(w, dtype=dtype) for w in weights]
         self.X = xp.asarray(X, dtype=dtype)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        rng = np.random.default_rng(1)
-        self.a = [self.X] + [xp.asarray(rng.random((rows, n)), dtype=dtype) for n in sizes[1:]]
-        self.d = [None] + [xp.asarray(rng.random((rows, n)), dtype=dtype) for n in sizes[1:]]
+        rng = np.random.default_rng(1)  # drawn in the dtype: no float64 temporaries of the whole table
+        self.a = [self.X] + [xp.asarray(rng.random((rows, n), dtype=dtype)) for n in sizes[1:]]
+        self.d = [None] + [xp.asarray(rng.random((rows, n), dtype=dtype)) for n in sizes[1:]]
         self.g = [xp.empty_like(w) for w in self.W]
 
     def __call__(self):
@@ -451,6 +452,59 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5) -> Rec
         kind="peer",
         compile_seconds=compile_s,
         seconds_per_iteration=sec,
+    )
+
+
+def bench_dask(rows, dtype="float32", layers=None, n_workers=2, min_seconds=0.5, backend="numba") -> Record:
+    """An iteration on a local Dask cluster (``n_workers`` processes, one thread each) over a table built
+    on the workers, beside the in-memory iteration on the same rows (run first, in this process).
+
+    ``dask_overhead_seconds`` is the iteration's wall time minus the slowest worker's compute: the
+    scheduling, the weights sent out and the gradients gathered.
+    """
+    from distributed import Client, LocalCluster
+
+    from .dask import DaskTrainer, make_dask_table
+
+    layers = layers or layers_for(rows)
+    weights = init_weights(layers, np.dtype(dtype), 0, "glorot")
+    config = TrainConfig(learning_rate=1.0, reduction="mean")
+    with (
+        LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        # chunks of 65536 rows at least, 4 per worker at least: every worker gets a share
+        blocks = max(1, rows // (4 * n_workers * 65536))
+        X, y = make_dask_table(rows, layers[0], layers[-1], dtype=dtype, blocks_per_chunk=blocks)
+        t0 = time.perf_counter()
+        trainer = DaskTrainer(get_backend(backend), weights, None, X, y, config)
+        trainer.run(0, 2)
+        compile_s = time.perf_counter() - t0
+        trainer.seconds_in_tasks, n = 0.0, 3
+        t = time.perf_counter()
+        while True:
+            trainer.run(0, n)
+            if time.perf_counter() - t >= min_seconds or n >= 1000:
+                break
+            n *= 2
+            trainer.seconds_in_tasks, t = 0.0, time.perf_counter()
+        sec = (time.perf_counter() - t) / n
+        overhead = sec - trainer.seconds_in_tasks / n
+        device = f"{get_backend(backend).device()}; LocalCluster {n_workers} workers x 1 thread ({client.id[:8]})"
+    return Record(
+        backend=f"{backend}+dask",
+        rows=rows,
+        layers=list(layers),
+        dtype=dtype,
+        iterations_per_second=1 / sec,
+        samples_per_second=rows / sec,
+        gflops=iteration_flops(rows, layers) / sec / 1e9,
+        gemm_ratio=None,
+        device=device,
+        compile_seconds=compile_s,
+        seconds_per_iteration=sec,
+        strategy="DaskTrainer",
+        dask_overhead_seconds=overhead,
     )
 
 

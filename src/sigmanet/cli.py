@@ -85,6 +85,18 @@ def cmd_bench(args) -> int:
     records = bench.run(
         backends, sizes, [args.dtype], peers=usable, min_seconds=min_seconds, progress=print, layers=args.layers
     )
+    if args.dask:
+        for rows in sizes:
+            rec = bench.bench_dask(rows, args.dtype, layers=args.layers, min_seconds=min_seconds)
+            records.append(rec)
+            memory = next((r for r in records if r.backend == "numba" and r.rows == rows), None)
+            ratio = (
+                f", {rec.seconds_per_iteration / memory.seconds_per_iteration:.2f}x in-memory numba" if memory else ""
+            )
+            print(
+                f"{bench.format_table([rec]).splitlines()[-1]}\n    dask: {rec.seconds_per_iteration * 1e3:.1f} "
+                f"ms/iteration{ratio}; scheduling overhead {rec.dask_overhead_seconds * 1e3:.1f} ms/iteration"
+            )
     if backends:
         fastest = [b for b in backends if b != "numpy"][:1] or ["numpy"]
         tutorial = bench.tutorial_fit_speedup(fastest[0], repeats=1 if args.quick else 3)
@@ -107,12 +119,18 @@ TRAIN_DEFAULTS: dict[str, Any] = dict(hidden=[16], iterations=2000, learning_rat
 
 
 def cmd_train(args) -> int:
-    import numpy as np
 
     if args.patience is not None and not args.validation_fraction:
         raise ValueError("--patience needs --validation-fraction: early stopping watches the held-out error")
     if args.plot:
         _matplotlib()  # before any work: a missing plotter must not cost the training
+    with _dask_client(args):
+        return _train(args)
+
+
+def _train(args) -> int:
+    import numpy as np
+
     X, y, input_names, target_names = _training_table(args)
     rng = np.random.default_rng(args.seed)
     X, y, X_held, y_held = _hold_out(X, y, args.validation_fraction, rng)
@@ -155,12 +173,67 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _is_dask_table(args) -> bool:
+    """A glob of files, or a scheduler: read lazily with dask.dataframe (never loaded whole)."""
+    return bool(args.scheduler) or any(ch in args.data for ch in "*?[")
+
+
+def _dask_client(args):
+    """A distributed Client for --scheduler, in scope while training; else nothing."""
+    import contextlib
+
+    if not args.scheduler:
+        return contextlib.nullcontext()
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs Dask: pip install 'sigmanet[dask]'") from None
+    return Client(args.scheduler)
+
+
+def _dask_table(args):
+    """(X, y, input names, target names) as row-chunked Dask arrays, read lazily from CSV or Parquet files."""
+    try:
+        import dask.dataframe as dd
+    except ImportError:
+        raise ValueError(f"reading {args.data!r} lazily needs Dask: pip install 'sigmanet[dask]'") from None
+    from .io import _split
+
+    if args.validation_fraction:
+        raise ValueError("--validation-fraction is not supported on Dask tables yet: hold out files instead")
+    lower = args.data.lower()
+    reader = dd.read_parquet if lower.endswith((".parquet", ".pq")) or lower.endswith("/") else dd.read_csv
+    frame = reader(args.data)
+    names = [str(c).strip() for c in frame.columns]
+    frame.columns = names
+    columns = _Columns(frame, names)
+    X, y, input_names, target_names = _split(
+        columns, names, args.data, args.target, args.inputs, args.exclude, by_index=False
+    )
+    return X, y, input_names, target_names
+
+
+class _Columns:
+    """A Dask dataframe indexed like a 2-D table by io._split: ``table[:, [columns]]`` gives a Dask array."""
+
+    def __init__(self, frame, names):
+        self.frame, self.names = frame, names
+
+    def __getitem__(self, key):
+        _, cols = key
+        picked = list(range(len(self.names)))[cols] if isinstance(cols, slice) else list(cols)
+        return self.frame[[self.names[i] for i in picked]].to_dask_array(lengths=True).astype("float64")
+
+
 def _training_table(args):
     import numpy as np
 
     from .io import read_table
 
-    X, y, input_names, target_names = read_table(args.data, args.target, args.inputs, args.exclude)
+    if _is_dask_table(args):
+        X, y, input_names, target_names = _dask_table(args)
+    else:
+        X, y, input_names, target_names = read_table(args.data, args.target, args.inputs, args.exclude)
     if y is None:
         raise ValueError("--target is required: name the column(s) to predict")
     lo, hi = float(np.min(y)), float(np.max(y))
@@ -484,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated, from seed-loop, torch, torch-graph, jax (default: all that run here)",
     )
     bench.add_argument("--no-peers", action="store_true", help="skip the seed loop, PyTorch and JAX")
+    bench.add_argument(
+        "--dask",
+        action="store_true",
+        help="also time an iteration on a local Dask cluster (2 workers x 1 thread) beside the in-memory numba "
+        "one, with the scheduling overhead per iteration (pip install 'sigmanet[dask]')",
+    )
     bench.add_argument("--seconds", type=_positive_float, help="timing budget per cell (default 0.6; --quick 0.15)")
     bench.add_argument("--out", default="bench-out", help="folder for results.json and throughput.png")
     bench.set_defaults(func=cmd_bench)
@@ -496,7 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
         "class). Defaults: one hidden layer of 16, cross-entropy, mean steps, "
         "rate 2, 2000 iterations.",
     )
-    train.add_argument("data", help="CSV with a header row; .npz holding X and y; or a 2-D .npy")
+    train.add_argument(
+        "data",
+        help="CSV with a header row; Parquet; .npz holding X and y; a 2-D .npy; or a glob of CSV or Parquet "
+        "files (read lazily with Dask)",
+    )
     train.add_argument(
         "--target",
         action=_Append,
@@ -543,6 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-every",
         type=_positive_int,
         help="with --validation-fraction: iterations between held-out checks (default 1%% of --iterations)",
+    )
+    train.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="train on this Dask cluster (e.g. tcp://host:8786), reading the table lazily with "
+        "dask.dataframe where the workers can see the files; DATA may then be a glob such as "
+        "'data/*.csv' or Parquet files (a glob alone trains on Dask's local scheduler; pip install 'sigmanet[dask]')",
     )
     train.add_argument("--backend", default="auto", choices=backend_choices, help=backend_help)
     train.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="default float64")

@@ -16,7 +16,7 @@ from numpy.typing import DTypeLike
 
 from . import _validation as v
 
-_CHUNK = 1 << 16
+ROW_BLOCK = 1 << 16  # rows drawn from one random stream
 
 
 def tutorial_table(dtype: DTypeLike = "float64") -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +28,14 @@ def tutorial_table(dtype: DTypeLike = "float64") -> tuple[np.ndarray, np.ndarray
 
 
 def make_table(
-    n: int, d: int = 3, o: int = 1, *, seed: int = 0, noise: float = 0.02, dtype: DTypeLike = "float64"
+    n: int,
+    d: int = 3,
+    o: int = 1,
+    *,
+    seed: int = 0,
+    noise: float = 0.02,
+    dtype: DTypeLike = "float64",
+    first_row: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A deterministic n x d -> n x o table a hidden layer can learn.
 
@@ -44,6 +51,9 @@ def make_table(
     noise : float, default 0.02
         Fraction of labels flipped, in [0, 0.5).
     dtype : {"float64", "float32"}
+    first_row : int, default 0
+        Rows ``first_row .. first_row + n - 1`` of the same table, a multiple
+        of ``ROW_BLOCK`` (65536): so a Dask worker can build its own chunk.
 
     Returns
     -------
@@ -56,15 +66,18 @@ def make_table(
     if not 0 <= noise < 0.5:
         raise ValueError(f"noise must be in [0, 0.5), got {noise!r}")
     dt = v.check_dtype(dtype)
+    first_row = v.check_int("first_row", first_row, minimum=0)
+    if first_row % ROW_BLOCK:
+        raise ValueError(f"first_row must be a multiple of {ROW_BLOCK}, got {first_row}")
     rs = np.random.default_rng([seed, 0])
     # two half-space tests per output, over the d-1 varying inputs
     u = rs.standard_normal((d - 1, o))
     w = rs.standard_normal((d - 1, o))
     X = np.empty((n, d), dt)
     y = np.empty((n, o), dt)
-    for c, start in enumerate(range(0, n, _CHUNK)):
-        stop = min(start + _CHUNK, n)
-        g = np.random.default_rng([seed, 1, c])  # one stream per chunk: independent of how far we go
+    for c, start in enumerate(range(0, n, ROW_BLOCK), start=first_row // ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, n)
+        g = np.random.default_rng([seed, 1, c])  # one stream per block: independent of how far we go
         xc = g.random((stop - start, d - 1))
         centred = xc - 0.5
         label = (centred @ u > 0) ^ (centred @ w > 0)

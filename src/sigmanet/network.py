@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validation as v
 from . import checkpoint
-from .backends import TrainConfig, array_namespace, get_backend
+from .backends import TrainConfig, get_backend
 from .errors import DivergenceError, ModelFileError
 
 INITS = ("glorot", "legacy")
@@ -340,24 +340,6 @@ class Network:
             )
         self.input_range = (lo, hi)
 
-    def _scaled(self, X: Any, input_range: tuple[np.ndarray, np.ndarray] | None) -> Any:
-        """X mapped by ``(X - lo) / (hi - lo)`` per column, in the network's dtype (X itself without a range).
-
-        Written block by block into one array of the network's dtype: the
-        only copy is the one the backend trains on, with no float64
-        temporaries of the whole table.
-        """
-        if input_range is None:
-            return X
-        xp = array_namespace(X)
-        lo, hi = (xp.asarray(a) for a in input_range)
-        span = xp.where(hi > lo, hi - lo, 1.0)
-        out = xp.empty(X.shape, self.dtype)
-        step = max(1, (1 << 22) // (8 * X.shape[1]))
-        for r0 in range(0, X.shape[0], step):
-            out[r0 : r0 + step] = (X[r0 : r0 + step] - lo) / span
-        return out
-
     # -- training --
 
     def fit(
@@ -455,22 +437,19 @@ class Network:
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
         if report_seconds is not None:
             report_seconds = v.check_positive_float("report_seconds", report_seconds)
-        X = v.check_inputs(X, self.layers[0])
-        y = v.check_targets(y, self.layers[-1], X.shape[0])
+        be = self._backend.for_input(X)
+        X = be.check_inputs(X, self.layers[0])
+        y = be.check_targets(y, self.layers[-1], X.shape[0])
         if batch_size is not None and batch_size > X.shape[0]:
             raise ValueError(f"batch_size={batch_size} exceeds the {X.shape[0]} rows of X; use None for full batch")
         input_range = self.input_range
         if scale_inputs and input_range is None:
-            xp, be = array_namespace(X), self._backend
-            lo, hi = (be.to_host(be.to_device(f(X, axis=0), np.float64)) for f in (xp.min, xp.max))
-            input_range = (lo, hi)
+            input_range = be.column_range(X)
         config = TrainConfig(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
 
-        Xs = self._scaled(X, input_range)
+        Xs = X if input_range is None else be.scale(X, input_range, self.dtype)
         state = self._state
-        trainer = self._backend.trainer(
-            list(state.weights), None if state.biases is None else list(state.biases), Xs, y, config
-        )
+        trainer = be.trainer(list(state.weights), None if state.biases is None else list(state.biases), Xs, y, config)
         options = dict(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
         hist = History()
         done, n = 0, report_every if report_seconds is None else 1
@@ -506,10 +485,10 @@ class Network:
             if report_seconds is not None:  # grow towards report_seconds per interval, at most 4x at a time
                 n = max(1, min(4 * n, report_every, int(n * report_seconds / max(elapsed, 1e-6))))
         if warn_stuck:
-            self._warn_if_stuck(hist, Xs)
+            self._warn_if_stuck(hist, be, Xs)
         return hist
 
-    def _warn_if_stuck(self, hist: History, Xs: Any) -> None:
+    def _warn_if_stuck(self, hist: History, be: Any, Xs: Any) -> None:
         """One RuntimeWarning when the error never moved, or every unit of a hidden layer is saturated.
 
         Saturated: on the first 256 rows (at least 8), 99% or more of the
@@ -520,7 +499,7 @@ class Network:
         """
         errs = hist.errors[1:]  # the first report is the starting point; stuck is what follows
         moved = len(errs) < 2 or max(errs) - min(errs) > 1e-9 * max(errs)
-        a = self._backend.to_host(self._backend.to_device(Xs[:256], self.dtype))
+        a = be.to_host(be.to_device(Xs[:256], self.dtype))
         weights, biases = self._state.weights, self._state.biases
         saturated = False
         with np.errstate(over="ignore"):
@@ -565,16 +544,17 @@ class Network:
         ValueError, TypeError
             If X is not a finite numeric 2-D array with n0 columns.
         """
-        X = v.check_inputs(X, self.layers[0])
-        be, state = self._backend, self._state
+        be, state = self._backend.for_input(X), self._state
+        X = be.check_inputs(X, self.layers[0])
+        Xs = X if self.input_range is None else be.scale(X, self.input_range, self.dtype)
         out = be.predict(
             list(state.weights),
             None if state.biases is None else list(state.biases),
-            be.to_device(self._scaled(X, self.input_range), self.dtype),
+            be.to_device(Xs, self.dtype),
         )
         return be.to_user(out, like=X)
 
-    def error(self, X: Any, y: Any) -> float:
+    def error(self, X: Any, y: Any) -> Any:
         """The seed's figure, ``mean |y - predict(X)|``.
 
         Parameters
@@ -585,17 +565,17 @@ class Network:
         Returns
         -------
         float
+            A Python float; for Dask arrays, a 0-d Dask array (``.compute()`` it).
 
         Raises
         ------
         ValueError, TypeError
             As :meth:`fit` does for bad X or y.
         """
-        X = v.check_inputs(X, self.layers[0])
-        y = v.check_targets(y, self.layers[-1], X.shape[0])
-        out = self.predict(X)
-        xp = array_namespace(out)
-        return float(xp.mean(xp.abs(xp.asarray(y, dtype=out.dtype) - out)))
+        be = self._backend.for_input(X)
+        X = be.check_inputs(X, self.layers[0])
+        y = be.check_targets(y, self.layers[-1], X.shape[0])
+        return be.mean_abs_error(y, self.predict(X))
 
     def __repr__(self) -> str:
         return (

@@ -191,6 +191,58 @@ class Backend:
 
         return threadpool_limits(limits=self.threads)
 
+    # -- what the Network asks of the user's arrays (a Dask backend answers lazily) --
+
+    def for_input(self, X) -> Backend:
+        """The backend that handles ``X``: this one for in-memory arrays; for a Dask array, this one
+        wrapped to run where the chunks live (``sigmanet.dask``, imported only when one is seen)."""
+        if type(X).__module__.split(".")[0] == "dask":
+            from ..dask import DaskBackend
+
+            return DaskBackend(self)
+        return self
+
+    def check_inputs(self, X, n_inputs: int):
+        """X checked (2-D, numeric, finite, ``n_inputs`` columns), as an array of its own library."""
+        from .._validation import check_inputs
+
+        return check_inputs(X, n_inputs)
+
+    def check_targets(self, y, n_outputs: int, n_rows: int):
+        """y checked like X, with values in [0, 1] and ``n_rows`` rows."""
+        from .._validation import check_targets
+
+        return check_targets(y, n_outputs, n_rows)
+
+    def column_range(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's (min, max) as float64 host arrays."""
+        xp = array_namespace(X)
+        lo, hi = (self.to_host(self.to_device(f(X, axis=0), np.float64)) for f in (xp.min, xp.max))
+        return lo, hi
+
+    def scale(self, X, input_range, dtype):
+        """X mapped by ``(X - lo) / (hi - lo)`` per column, in ``dtype``, block by block (no full temporaries)."""
+        xp = array_namespace(X)
+        lo, hi = (xp.asarray(a) for a in input_range)
+        span = xp.where(hi > lo, hi - lo, 1.0)
+        out = xp.empty(X.shape, dtype)
+        step = max(1, (1 << 22) // (8 * X.shape[1]))
+        for r0 in range(0, X.shape[0], step):
+            out[r0 : r0 + step] = (X[r0 : r0 + step] - lo) / span
+        return out
+
+    def mean_abs_error(self, y, out) -> float:
+        """``mean |y - out|`` (out: a prediction, as the user's kind of array)."""
+        xp = array_namespace(out)
+        return float(xp.mean(xp.abs(xp.asarray(y, dtype=out.dtype) - out)))
+
+    def gradient_sums(self, weights, biases, X, y, loss: str):
+        """The gradient summed over the rows of (X, y), no step taken; see :meth:`GemmTrainer.gradient_sums`."""
+        dt = np.dtype(weights[0].dtype)
+        return GemmTrainer(
+            self, weights, biases, self.to_device(X, dt), self.to_device(y, dt), TrainConfig(loss=loss)
+        ).gradient_sums()
+
     # -- training and inference --
 
     def trainer(self, weights, biases, X, y, config: TrainConfig) -> Trainer:
@@ -343,8 +395,23 @@ class GemmTrainer(Trainer):
             self.y[r0:r1],
         )
 
+    def _forward_backward(self, a, d, tmp, y, want_error: bool) -> float:
+        """Forward pass, then every delta from the output down; mean |y - out| if asked, else NaN."""
+        xp, L = self.xp, len(self.W)
+        # forward: a[k+1] = sigmoid(a[k] @ W[k])
+        for k in range(L):
+            xp.matmul(a[k], self.W[k], out=a[k + 1])
+            self.forward_sigmoid(a[k + 1], k)
+        err = self.error(y, a[L], tmp[L]) if want_error else float("nan")
+        # backward: deltas from the output down, all before any update
+        self.output_delta(y, a[L], d[L], tmp[L])
+        for k in range(L - 1, 0, -1):
+            xp.matmul(d[k + 1], self.W[k].T, out=d[k])
+            self.hidden_delta(d[k], a[k], tmp[k])
+        return err
+
     def run(self, start: int, iterations: int) -> float:
-        xp, L, cfg = self.xp, len(self.W), self.config
+        L, cfg = len(self.W), self.config
         err0 = float("nan")
         rows = None
         # over: exp(-x) -> inf is the sigmoid's exact 0. invalid: only non-finite
@@ -356,21 +423,28 @@ class GemmTrainer(Trainer):
                     rows = (r0, r1)
                     a, d, tmp, y = self._views(r0, r1)
                     scale = step_scale(cfg, r1 - r0)
-                # forward: a[k+1] = sigmoid(a[k] @ W[k])
-                for k in range(L):
-                    xp.matmul(a[k], self.W[k], out=a[k + 1])
-                    self.forward_sigmoid(a[k + 1], k)
+                err = self._forward_backward(a, d, tmp, y, want_error=i == 0)
                 if i == 0:
-                    err0 = self.error(y, a[L], tmp[L])
-                # backward: deltas from the output down, all before any update
-                self.output_delta(y, a[L], d[L], tmp[L])
-                for k in range(L - 1, 0, -1):
-                    xp.matmul(d[k + 1], self.W[k].T, out=d[k])
-                    self.hidden_delta(d[k], a[k], tmp[k])
+                    err0 = err
                 # gradient step: W[k] += lr * a[k].T @ d[k+1]
                 for k in range(L - 1, -1, -1):
                     self.update(k, a[k], d[k + 1], scale)
         return err0
+
+    def gradient_sums(self):
+        """The gradient summed over every row of X, with no step taken: what a Dask worker returns.
+
+        Returns (``a[k].T @ d[k+1]`` per layer, the deltas' column sums per
+        layer or None without bias, ``sum |y - out|``), as host arrays; the
+        step of a full-batch iteration is ``scale`` times these.
+        """
+        host = self.backend.to_host
+        with self.backend.limits(), np.errstate(over="ignore", invalid="ignore"):
+            a, d, tmp, y = self._views(0, self.n_rows)
+            err = self._forward_backward(a, d, tmp, y, want_error=True)
+            grads = [host(self.xp.matmul(a[k].T, d[k + 1], out=self.g[k])).copy() for k in range(len(self.W))]
+            bias_grads = None if self.b is None else [host(d[k + 1].sum(axis=0)) for k in range(len(self.W))]
+        return grads, bias_grads, err * y.size
 
     def weights(self):
         host = self.backend.to_host

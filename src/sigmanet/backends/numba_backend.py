@@ -271,6 +271,19 @@ class NumbaBackend(Backend):
             self._controller = ThreadpoolController()
         return self._controller.limit(limits=n, user_api="blas")
 
+    def gradient_sums(self, weights, biases, X, y, loss: str):
+        """The gradient summed over (X, y) by the large-data path's worker: row chunks that stay in cache."""
+        dt = np.dtype(weights[0].dtype)
+        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        X, y = self.to_device(X, dt), self.to_device(y, dt)
+        step = chunk_rows(sizes, dt.itemsize, X.shape[0], 1)
+        worker = _Worker(sizes, step, dt, biases is not None)
+        W = [np.ascontiguousarray(w, dt) for w in weights]
+        b = None if biases is None else [np.ascontiguousarray(v, dt) for v in biases]
+        chunks = [(r0, min(r0 + step, X.shape[0])) for r0 in range(0, X.shape[0], step)]
+        err = worker.process(chunks, W, b, X, y, loss == "bce", True)
+        return [g.copy() for g in worker.g], None if worker.gb is None else [g.copy() for g in worker.gb], err
+
     def trainer(self, weights, biases, X, y, config):
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)

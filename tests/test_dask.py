@@ -1,0 +1,226 @@
+"""Training on Dask arrays: the in-memory weights to 1e-10, one task per worker, clear errors, lost workers survived.
+
+Runs on a real distributed.LocalCluster (2 workers, 1 thread each) started here,
+and on Dask's local scheduler (no client).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array", reason="dask is not installed (pip install 'sigmanet[dask]')")
+distributed = pytest.importorskip("distributed", reason="distributed is not installed (pip install 'sigmanet[dask]')")
+
+import sigmanet as sn  # noqa: E402
+from sigmanet.datasets import make_table  # noqa: E402
+
+TOL = dict(rtol=1e-10, atol=1e-13)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(params=["cluster", "local"])
+def where(request):
+    """Each test runs with the LocalCluster's client in scope, and with none (Dask's local scheduler)."""
+    if request.param == "cluster":
+        c = request.getfixturevalue("client")
+        with c.as_current():
+            yield request.param
+    else:
+        yield request.param
+
+
+def chunked(a, rows):
+    return da.from_array(a, chunks=(rows, -1))
+
+
+def fit_both(backend, layers, X, y, rows_per_chunk, seed=0, bias=False, **fit):
+    mem = sn.Network(layers, backend=backend, seed=seed, bias=bias)
+    dsk = sn.Network(layers, backend=backend, seed=seed, bias=bias)
+    h_mem = mem.fit(X, y, **fit)
+    h_dsk = dsk.fit(chunked(X, rows_per_chunk), chunked(y, rows_per_chunk), **fit)
+    return mem, dsk, h_mem, h_dsk
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize(
+    "layers,n,chunk,bias",
+    [([5, 8, 2], 997, 150, False), ([8, 32, 4], 3000, 1000, True), ([4, 6, 5, 1], 640, 64, False)],
+)
+def test_full_batch_fits_give_the_in_memory_weights(where, backend, layers, n, chunk, bias, rng):
+    X, y = rng.random((n, layers[0])), (rng.random((n, layers[-1])) > 0.5).astype(float)
+    mem, dsk, h_mem, h_dsk = fit_both(
+        backend, layers, X, y, chunk, bias=bias, iterations=20, report_every=5, reduction="mean", learning_rate=1.0
+    )
+    assert h_dsk.iterations == h_mem.iterations
+    np.testing.assert_allclose(h_dsk.errors, h_mem.errors, **TOL)
+    for a, b in zip(dsk.weights + (dsk.biases or []), mem.weights + (mem.biases or []), strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    assert dsk.iteration == 20
+
+
+@pytest.mark.parametrize("batch_size", [100, 333])
+def test_mini_batches_are_the_same_rows_in_the_same_order(where, batch_size, rng):
+    X, y = rng.random((1000, 6)), (rng.random((1000, 2)) > 0.5).astype(float)
+    mem, dsk, h_mem, h_dsk = fit_both(
+        "numba",
+        [6, 10, 2],
+        X,
+        y,
+        128,
+        iterations=25,
+        report_every=5,
+        reduction="mean",
+        batch_size=batch_size,
+        loss="bce",
+    )
+    np.testing.assert_allclose(h_dsk.errors, h_mem.errors, **TOL)
+    for a, b in zip(dsk.weights, mem.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_one_task_per_worker_per_iteration(client):
+    from sigmanet.backends import TrainConfig, get_backend
+    from sigmanet.dask import DaskTrainer
+
+    X, y = make_table(4000, 8, 1)
+    with client.as_current():
+        tr = DaskTrainer(
+            get_backend("numba"),
+            sn.Network([8, 4, 1], seed=0).weights,
+            None,
+            chunked(X, 250),
+            chunked(y, 250),
+            TrainConfig(),
+        )
+        tr.run(0, 3)
+    holders = client.who_has(tr.x_parts)
+    assert len({w for ws in holders.values() for w in ws}) == 2  # the 16 chunks are spread over both workers
+    assert tr.tasks_per_iteration == 2  # one task per worker, not one per chunk
+
+
+def test_predict_and_error_return_dask_arrays_equal_to_in_memory(where, rng):
+    X, y = rng.random((2000, 5)), (rng.random((2000, 3)) > 0.5).astype(float)
+    net = sn.Network([5, 7, 3], backend="numba", seed=1, bias=True)
+    out = net.predict(chunked(X, 300))
+    assert isinstance(out, da.Array) and out.chunks[0] == chunked(X, 300).chunks[0]
+    np.testing.assert_allclose(out.compute(), net.predict(X), rtol=1e-12)
+    err = net.error(chunked(X, 300), chunked(y, 300))
+    assert isinstance(err, da.Array)
+    assert float(err.compute()) == pytest.approx(net.error(X, y), rel=1e-12)
+
+
+def test_scale_inputs_on_dask_arrays_equals_in_memory(where, rng):
+    X, y = rng.random((900, 4)) * 1000 - 300, (rng.random((900, 1)) > 0.5).astype(float)
+    mem, dsk, _, _ = fit_both("numpy", [4, 6, 1], X, y, 200, iterations=10, reduction="mean", scale_inputs=True)
+    for a, b in zip(dsk.input_range, mem.input_range, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(dsk.weights, mem.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+@pytest.mark.parametrize(
+    "make_bad,exc,match",
+    [
+        (lambda X, y: (da.from_array(X[:, :4], chunks=(100, -1)), y), ValueError, "4 columns wide, but the network"),
+        (lambda X, y: (da.from_array(X.astype(str), chunks=(100, -1)), y), TypeError, "X must be numeric"),
+        (lambda X, y: (da.from_array(np.where(X > 0.99, np.nan, X), chunks=(100, -1)), y), ValueError, "NaN"),
+        (lambda X, y: (da.from_array(X, chunks=(100, -1)), y * 3), ValueError, r"y must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_chunks_fail_before_any_training_and_change_nothing(where, make_bad, exc, match, rng):
+    X, y = rng.random((500, 5)), (rng.random((500, 1)) > 0.5).astype(float)
+    Xb, yb = make_bad(X, y)
+    net = sn.Network([5, 3, 1], backend="numpy", seed=0)
+    before = net.weights
+    with pytest.raises(exc, match=match):
+        net.fit(Xb, da.from_array(yb, chunks=(100, -1)), iterations=5)
+    assert net.iteration == 0 and all(np.array_equal(a, b) for a, b in zip(net.weights, before, strict=True))
+
+
+def test_a_worker_killed_mid_fit_leaves_the_same_weights(client, rng):
+    X, y = rng.random((6000, 8)), (rng.random((6000, 2)) > 0.5).astype(float)
+    ref = sn.Network([8, 16, 2], backend="numba", seed=3)
+    ref.fit(X, y, iterations=40, report_every=5, reduction="mean")
+    net = sn.Network([8, 16, 2], backend="numba", seed=3)
+    pids = client.run(os.getpid)
+    halfway, go_on, failure = threading.Event(), threading.Event(), []
+
+    def callback(iteration, error):
+        if iteration == 10:
+            halfway.set()
+            go_on.wait(60)
+
+    def fit():
+        try:
+            with client.as_current():
+                net.fit(
+                    chunked(X, 500), chunked(y, 500), iterations=40, report_every=5, reduction="mean", callback=callback
+                )
+        except BaseException as e:  # reported to the test thread
+            failure.append(e)
+
+    t = threading.Thread(target=fit)
+    t.start()
+    assert halfway.wait(120)
+    os.kill(next(iter(pids.values())), signal.SIGKILL)  # the nanny starts a fresh worker; its chunks are gone
+    go_on.set()
+    t.join(300)
+    assert not t.is_alive() and not failure, failure
+    assert net.iteration == 40
+    for a, b in zip(net.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_import_sigmanet_does_not_import_dask():
+    code = "import sys, sigmanet; print([m for m in ('dask', 'distributed') if m in sys.modules])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_cli_trains_on_a_glob_of_csv_files_on_the_cluster_like_one_file_in_memory(client, tmp_path):
+    from sigmanet.cli import main
+
+    X, y = make_table(1500, 4, 1, seed=2)
+    header = "a,b,c,bias,label\n"
+    for i in range(3):
+        with open(tmp_path / f"part{i}.csv", "w") as f:
+            f.write(header)
+            np.savetxt(f, np.hstack([X, y])[i * 500 : (i + 1) * 500], delimiter=",", fmt="%.17g")
+    with open(tmp_path / "all.csv", "w") as f:
+        f.write(header)
+        np.savetxt(f, np.hstack([X, y]), delimiter=",", fmt="%.17g")
+    common = ["--target", "label", "--exclude", "bias", "--iterations", "60", "--backend", "numpy", "--no-progress"]
+    address = client.scheduler.address
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "part*.csv"),
+                "--scheduler",
+                address,
+                *common,
+                "--save",
+                str(tmp_path / "dask.npz"),
+            ]
+        )
+        == 0
+    )
+    assert main(["train", str(tmp_path / "all.csv"), *common, "--save", str(tmp_path / "mem.npz")]) == 0
+    dsk, mem = sn.load(tmp_path / "dask.npz"), sn.load(tmp_path / "mem.npz")
+    assert dsk.input_names == mem.input_names == ["a", "b", "c"]
+    for a, b in zip(dsk.weights, mem.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    for a, b in zip(dsk.input_range, mem.input_range, strict=True):
+        np.testing.assert_array_equal(a, b)
