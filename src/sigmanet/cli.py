@@ -95,7 +95,7 @@ def cmd_bench(args) -> int:
             )
             print(
                 f"{bench.format_table([rec]).splitlines()[-1]}\n    dask: {rec.seconds_per_iteration * 1e3:.1f} "
-                f"ms/iteration{ratio}; scheduling overhead {rec.dask_overhead_seconds * 1e3:.1f} ms/iteration"
+                f"ms/iteration{ratio}; scheduling overhead {(rec.dask_overhead_seconds or 0) * 1e3:.1f} ms/iteration"
             )
     if backends:
         fastest = [b for b in backends if b != "numpy"][:1] or ["numpy"]

@@ -52,7 +52,11 @@ class DaskBackend(Backend):
     def __init__(self, inner: Backend):
         super().__init__(inner.threads)
         self.inner = inner
-        self.name = inner.name
+
+    @property  # a ClassVar on other backends; the inner backend's name here
+    def name(self) -> str:  # type: ignore[override]
+        """The inner backend's name: the network still trains on it."""
+        return self.inner.name
 
     def device(self) -> str:
         """The inner backend's device, and the cluster (or local scheduler) it runs on."""
@@ -153,7 +157,7 @@ def _partial_gradient(backend_name, threads, weights, biases, xs, ys, slices, lo
     """
     t0 = time.perf_counter()
     be = get_backend(backend_name, threads=threads)
-    total = None
+    total: Any = None
     for x, y, (s0, s1) in zip(xs, ys, slices):
         part = be.gradient_sums(weights, biases, x[s0:s1], y[s0:s1], loss)
         total = part if total is None else _add(total, part)
