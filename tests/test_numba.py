@@ -155,3 +155,36 @@ def test_no_allocation_inside_the_training_loop(strategy, monkeypatch):
     # 50 iterations over 2048 x (16 + 32 + 2) activations would allocate megabytes;
     # what remains is Python bookkeeping (views, futures), a few kB.
     assert peak < 32 * 1024, peak
+
+
+def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequential_fits(monkeypatch):
+    """Two fits in two threads (numba's blocked path limits BLAS to one thread per worker, the NumPy
+    backend's threads= likewise): afterwards every BLAS library has its thread count back, and
+    each network's weights equal, bit for bit, the same fit run alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(numba_backend, "SMALL_LIMIT", -1)
+    before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    assert before
+    X, y = make_table(20000, 32, 4)
+
+    def fit(args):
+        backend, threads = args
+        net = sn.Network([32, 64, 4], backend=backend, seed=5, threads=threads)
+        net.fit(X, y, iterations=30, report_every=3, reduction="mean")
+        return net.weights
+
+    jobs = [("numba", None), ("numba", 2), ("numpy", 1), ("numba", None)]
+    # One after the other, in one thread: OpenBLAS limited to one thread rounds differently when
+    # called from the main thread than from any other (1 ulp; found here), so both runs use threads.
+    with ThreadPoolExecutor(1) as pool:
+        alone = list(pool.map(fit, jobs))
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(fit, jobs))
+    after = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    assert {path: after[path] for path in before} == before  # (a library loaded since keeps its own default)
+    for a, b in zip(alone, together, strict=True):
+        for wa, wb in zip(a, b, strict=True):
+            assert np.array_equal(wa, wb)

@@ -187,9 +187,9 @@ class Backend:
         """Context bounding the threads of this backend's libraries."""
         if self.threads is None:
             return contextlib.nullcontext()
-        from threadpoolctl import threadpool_limits
+        from ._blas import blas_threads
 
-        return threadpool_limits(limits=self.threads)
+        return blas_threads(self.threads)
 
     # -- what the Network asks of the user's arrays (a Dask backend answers lazily) --
 

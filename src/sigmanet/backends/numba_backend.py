@@ -253,10 +253,6 @@ class NumbaBackend(Backend):
             return f"numba is not installed ({e}); pip install numba"
         return None
 
-    def __init__(self, threads=None):
-        super().__init__(threads)
-        self._controller: Any = None
-
     def worker_count(self) -> int:
         """Threads for the large-data path: ``threads``, else ``NUMBA_NUM_THREADS`` (the cores)."""
         import numba
@@ -264,12 +260,10 @@ class NumbaBackend(Backend):
         return self.threads or getattr(numba.config, "NUMBA_NUM_THREADS", None) or os.cpu_count() or 1
 
     def blas_limit(self, n: int):
-        """Context limiting BLAS to ``n`` threads (the threadpoolctl controller is built once)."""
-        if self._controller is None:
-            from threadpoolctl import ThreadpoolController
+        """Context limiting BLAS to ``n`` threads; concurrent fits restore the counts they found (``_blas``)."""
+        from ._blas import blas_threads
 
-            self._controller = ThreadpoolController()
-        return self._controller.limit(limits=n, user_api="blas")
+        return blas_threads(n)
 
     def gradient_sums(self, weights, biases, X, y, loss: str):
         """The gradient summed over (X, y) by the large-data path's worker: row chunks that stay in cache."""

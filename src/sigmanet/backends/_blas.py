@@ -1,0 +1,79 @@
+"""BLAS thread limits that concurrent fits cannot leave behind.
+
+Why this module holds process-wide state: OpenBLAS's thread count is itself
+process-wide. A fit that sets it with threadpoolctl and restores it on exit
+is fine alone, but two fits in two threads overlap: the second saves the
+first's limit as "original", the first restores the true original while the
+second still runs, and the second then "restores" the limit, leaving BLAS at
+1 thread for the rest of the process (measured: a later matmul in the user's
+own code ran 2x slower). So every limit goes through one registry of active
+requests: the effective limit is the smallest active request, applied when it
+changes, and the thread counts found before the first request are restored
+when the last one ends, whatever the order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_lock = threading.Lock()
+_active: list[int] = []  # one entry per limit in force, in any thread
+_in_force: list[Any] = []  # the libraries limited while any request is active
+_original: dict[int, int] = {}  # id(library controller) -> its thread count before the first request
+_applied: int | None = None
+_controller: Any = None
+_modules_seen = -1
+
+
+def _blas_libraries() -> list[Any]:
+    """threadpoolctl's controllers of the loaded BLAS libraries.
+
+    Scanned again (about 1 ms) whenever Python has imported modules since the
+    last scan, since a BLAS library arrives with a module (SciPy's OpenBLAS
+    loads after NumPy's); otherwise the last scan serves.
+    """
+    global _controller, _modules_seen
+    if _controller is None or len(sys.modules) != _modules_seen:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+        _modules_seen = len(sys.modules)
+    return [lib for lib in _controller.lib_controllers if lib.user_api == "blas"]
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with BLAS using at most ``n`` threads, safely alongside other threads' limits."""
+    global _applied
+    with _lock:
+        libraries = _blas_libraries() if not _active else _in_force
+        if not _active:
+            _in_force[:] = libraries
+            _original.update({id(lib): lib.num_threads for lib in libraries})
+        _active.append(n)
+        _set(libraries, min(_active))
+    try:
+        yield
+    finally:
+        with _lock:
+            _active.remove(n)
+            if _active:
+                _set(libraries, min(_active))
+            else:  # the last one out: every library back to what it had
+                for lib in libraries:
+                    lib.set_num_threads(_original[id(lib)])
+                _original.clear()
+                _in_force.clear()
+                _applied = None
+
+
+def _set(libraries, n: int) -> None:
+    global _applied
+    if n != _applied:
+        for lib in libraries:
+            lib.set_num_threads(n)
+        _applied = n
