@@ -9,6 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import force_strategy
 from reference import random_problem
 
 import sigmanet as sn
@@ -101,8 +102,7 @@ def test_strategy_is_picked_by_size():
 
 
 def test_threads_option_sets_the_worker_count_and_results_agree(rng, monkeypatch):
-    monkeypatch.setattr(numba_backend, "SMALL_LIMIT", -1)
-    monkeypatch.setattr(numba_backend, "CHUNK_BYTES", 1)
+    force_strategy(monkeypatch, "numba-blocked")
     X, y = random_problem(rng, 500, [6, 10, 2])
     nets = {t: sn.Network([6, 10, 2], backend="numba", seed=4, threads=t) for t in (1, 2, 3)}
     for t, net in nets.items():
@@ -142,7 +142,7 @@ def test_numba_num_threads_sets_the_default_worker_count():
 
 @pytest.mark.parametrize("strategy", ["fused", "blocked"])
 def test_no_allocation_inside_the_training_loop(strategy, monkeypatch):
-    monkeypatch.setattr(numba_backend, "SMALL_LIMIT", 1 << 62 if strategy == "fused" else -1)
+    force_strategy(monkeypatch, f"numba-{strategy}")
     X, y = make_table(2048, 16, 2)
     net = sn.Network([16, 32, 2], backend="numba", seed=0)
     tr = net._backend.trainer(net.weights, None, X, y, TrainConfig(reduction="mean"))
@@ -165,7 +165,7 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
 
     from threadpoolctl import threadpool_info
 
-    monkeypatch.setattr(numba_backend, "SMALL_LIMIT", -1)
+    force_strategy(monkeypatch, "numba-blocked")
     before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     assert before
     X, y = make_table(20000, 32, 4)
@@ -188,3 +188,29 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
     for a, b in zip(alone, together, strict=True):
         for wa, wb in zip(a, b, strict=True):
             assert np.array_equal(wa, wb)
+
+
+def test_between_the_limits_the_strategy_is_measured_once_per_shape_and_can_be_pinned(monkeypatch):
+    b = get_backend("numba")
+    calls = []
+    monkeypatch.setattr(numba_backend, "_CHOICES", {})
+    monkeypatch.setattr(type(b), "_measure", lambda self, *a: calls.append(1) or "fused")
+    X, y = make_table(2000, 16, 4)
+    w = sn.Network([16, 32, 4], seed=0).weights  # 2000 x 640 multiply-adds: between the limits
+    assert numba_backend.SMALL_LIMIT < 2000 * 640 < numba_backend.BLOCKED_LIMIT
+    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
+    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
+    assert len(calls) == 1  # measured the first time only
+    monkeypatch.setenv("SIGMANET_NUMBA_STRATEGY", "blocked")
+    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.BlockedTrainer)
+    assert len(calls) == 1
+
+
+def test_the_measurement_trains_copies_and_picks_the_faster(monkeypatch):
+    monkeypatch.setattr(numba_backend, "_CHOICES", {})
+    X, y = make_table(2000, 16, 4)
+    net = sn.Network([16, 32, 4], backend="numba", seed=0)
+    before = net.weights
+    choice = net._backend.strategy(net.weights, None, X, y, TrainConfig())
+    assert choice in ("fused", "blocked")
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before, strict=True))

@@ -56,6 +56,8 @@ class Record:
     peak_bytes: int | None = None
     alloc_per_iteration: float | None = None
     strategy: str = ""
+    batch_size: int | None = None  # rows per step; None: the whole table
+    loss: str = "mse"
     dask_overhead_seconds: float | None = None  # Dask cells: iteration time minus the slowest worker's compute
     peak_rss_bytes: int | None = None  # the process's resident peak during the cell (data, trainer, timings)
     rss_growth_bytes: int | None = None  # that peak above the resident size before the cell began
@@ -156,22 +158,26 @@ def reset_resident_peak() -> bool:
         return False
 
 
-def bench_backend(name, rows, dtype="float32", layers=None, min_seconds=0.5, threads=None) -> Record:
+def bench_backend(
+    name, rows, dtype="float32", layers=None, min_seconds=0.5, threads=None, batch_size=None, loss="mse"
+) -> Record:
+    """One backend on one table: an iteration (a mini-batch's step with ``batch_size``) beside its GEMMs."""
     reset = reset_resident_peak()
     before = resident_bytes()
-    rec = _bench_backend(name, rows, dtype, layers, min_seconds, threads)
+    rec = _bench_backend(name, rows, dtype, layers, min_seconds, threads, batch_size, loss)
     after = resident_bytes()
     if reset and before and after:
         rec.peak_rss_bytes, rec.rss_growth_bytes = after[1], max(0, after[1] - before[0])
     return rec
 
 
-def _bench_backend(name, rows, dtype, layers, min_seconds, threads) -> Record:
+def _bench_backend(name, rows, dtype, layers, min_seconds, threads, batch_size=None, loss="mse") -> Record:
     layers = layers or layers_for(rows)
     backend = get_backend(name, threads=threads)
     X, y = dataset(rows, layers, dtype)
     weights = init_weights(layers, np.dtype(dtype), 0, "glorot")
-    config = TrainConfig(learning_rate=1.0, reduction="mean")
+    batch = rows if batch_size is None else min(batch_size, rows)
+    config = TrainConfig(learning_rate=1.0, reduction="mean", loss=loss, batch_size=None if batch == rows else batch)
     sync = backend.synchronize
 
     t0 = time.perf_counter()
@@ -180,19 +186,21 @@ def _bench_backend(name, rows, dtype, layers, min_seconds, threads) -> Record:
     sync()
     compile_s = time.perf_counter() - t0
 
-    floor = GemmFloor(backend.xp, weights, X, dtype)
+    floor = GemmFloor(backend.xp, weights, X[:batch], dtype)  # the GEMMs of one step: the batch's rows
     n, sec, gemm = _side_by_side(lambda k: trainer.run(0, k), sync, floor, sync, min_seconds)
     del floor
 
     peak, per_it = _memory(backend, trainer, n)
-    flops = iteration_flops(rows, layers)
+    flops = iteration_flops(batch, layers)
     return Record(
+        batch_size=None if batch == rows else batch,
+        loss=loss,
         backend=name,
         rows=rows,
         layers=list(layers),
         dtype=dtype,
         iterations_per_second=1 / sec,
-        samples_per_second=rows / sec,
+        samples_per_second=batch / sec,
         gflops=flops / sec / 1e9,
         gemm_ratio=sec / gemm,
         device=backend.device(),
@@ -653,17 +661,28 @@ def _groups(records):
     return groups
 
 
-def run(backends, sizes, dtypes, peers=PEERS, min_seconds=0.5, progress=print, layers=None):
+def run(
+    backends, sizes, dtypes, peers=PEERS, min_seconds=0.5, progress=print, layers=None, batch_size=None, loss="mse"
+):
     """Every backend at every size first, then the peers: a peer's thread pools
     (PyTorch's, XLA's) spin after its last op and would slow whatever is timed
     next (measured: numba at 65536 rows read 1.25x its GEMMs right after the
-    peers, 1.02x without). ``layers`` None: :func:`layers_for` each size."""
+    peers, 1.02x without). ``layers`` None: :func:`layers_for` each size.
+    ``batch_size``: time mini-batch steps of that many rows (``samples/s``
+    then counts the batch's rows, and gemm_ratio is against the batch's GEMMs)."""
     records = []
     for dtype in dtypes:
         for rows in sizes:
             for name in backends:
-                records.append(bench_backend(name, rows, dtype, layers=layers, min_seconds=min_seconds))
+                records.append(
+                    bench_backend(
+                        name, rows, dtype, layers=layers, min_seconds=min_seconds, batch_size=batch_size, loss=loss
+                    )
+                )
                 progress(format_table(records[-1:]).splitlines()[-1])
+        if peers and (batch_size is not None or loss != "mse"):
+            progress("skipping the peers: they run full-batch steps with the seed's loss only")
+            continue
         for rows in sizes:
             for peer in peers:
                 try:

@@ -83,7 +83,15 @@ def cmd_bench(args) -> int:
     print(f"benchmarking {backends} (peers: {usable or 'none'}) on {sizes} rows, {args.dtype}, layers {layers_note}")
     print(bench.format_table([]).splitlines()[0])
     records = bench.run(
-        backends, sizes, [args.dtype], peers=usable, min_seconds=min_seconds, progress=print, layers=args.layers
+        backends,
+        sizes,
+        [args.dtype],
+        peers=usable,
+        min_seconds=min_seconds,
+        progress=print,
+        layers=args.layers,
+        batch_size=args.batch_size,
+        loss=args.loss,
     )
     if args.dask:
         for rows in sizes:
@@ -551,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--layers", type=_int_list, help="layer sizes such as 784,128,10 (default: 3,4,1 at 4 rows, 64,256,16 above)"
     )
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default float32")
+    bench.add_argument(
+        "--batch-size", type=_positive_int, help="time mini-batch steps of this many rows (default: full batch)"
+    )
+    bench.add_argument("--loss", default="mse", choices=["mse", "bce"], help="default mse (the seed's)")
     bench.add_argument(
         "--peers",
         type=_csv_list(str, "peer names"),

@@ -1,6 +1,7 @@
 """The numba backend: the seed's loop compiled for the CPU.
 
-Two strategies, picked by size (see ``SMALL_LIMIT``):
+Two strategies, picked by size at the ends and by a short measurement in between
+(see ``SMALL_LIMIT``, ``BLOCKED_LIMIT`` and :meth:`NumbaBackend.strategy`):
 
 * small networks: :class:`FusedTrainer` runs a whole report interval in one
   compiled call: no Python and no allocation between iterations. Nets at
@@ -20,6 +21,7 @@ The small-network path is one thread: its iteration is too short to share.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,11 +30,16 @@ import numpy as np
 
 from .base import Backend, Trainer, batch_bounds, copy_bytes, step_scale
 
-# Multiply-adds per iteration (rows x sum of n_k * n_{k+1}) up to which the
-# single fused call beats BLAS on row chunks. Measured on a 2-core Xeon
-# (docs/perf-notes.md): fused wins 3x at 10K (16-32-4 x 16 rows), they tie at
-# 16K (3-4-1 x 1024), blocked wins 1.4-2x from 80K.
-SMALL_LIMIT = 1 << 15
+# Multiply-adds per iteration (rows x sum of n_k * n_{k+1}): up to SMALL_LIMIT
+# the single fused call always wins, from BLOCKED_LIMIT BLAS on row chunks
+# always does (on both CPUs measured, docs/perf-notes.md); in between the
+# crossover moved with the CPU (a Xeon: near 16K; an EPYC: fused still won 5x
+# at 164K), so it is measured, the first time a shape is seen, and cached for
+# the process. SIGMANET_NUMBA_STRATEGY=fused|blocked pins the choice.
+SMALL_LIMIT = 1 << 14
+BLOCKED_LIMIT = 1 << 25
+STRATEGY_ENV = "SIGMANET_NUMBA_STRATEGY"
+_CHOICES: dict[tuple, str] = {}  # shape -> the strategy measured fastest for it, in this process
 # Bytes of one row chunk's activations and deltas in the large-data path:
 # fits the L2 cache (2 MiB per core here; 1, 2 and 4 MiB measured within noise).
 CHUNK_BYTES = 1 << 21
@@ -242,7 +249,7 @@ class NumbaBackend(Backend):
         # the fused kernel for any width, never one generated for the sizes
         "generic": {"SMALL_LIMIT": 1 << 62, "SPECIALISE_MAX_WIDTH": 0},
         # the smallest chunks (16 rows), so test tables span several workers
-        "blocked": {"SMALL_LIMIT": -1, "CHUNK_BYTES": 1},
+        "blocked": {"SMALL_LIMIT": -1, "BLOCKED_LIMIT": -1, "CHUNK_BYTES": 1},
     }
 
     @classmethod
@@ -278,13 +285,51 @@ class NumbaBackend(Backend):
         err = worker.process(chunks, W, b, X, y, loss == "bce", True)
         return [g.copy() for g in worker.g], None if worker.gb is None else [g.copy() for g in worker.gb], err
 
-    def trainer(self, weights, biases, X, y, config):
+    def strategy(self, weights, biases, X, y, config) -> str:
+        """ "fused" or "blocked" for this fit: by size at the ends, by a short measurement in between."""
+        pinned = os.environ.get(STRATEGY_ENV, "").strip().lower()
+        if pinned in ("fused", "blocked"):
+            return pinned
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
+        if macs <= SMALL_LIMIT:
+            return "fused"
+        if macs >= BLOCKED_LIMIT:
+            return "blocked"
+        sizes = tuple(w.shape[0] for w in weights) + (weights[-1].shape[1],)
+        key = (
+            sizes,
+            rows,
+            X.shape[0],
+            np.dtype(weights[0].dtype).str,
+            biases is not None,
+            config.loss,
+            self.worker_count(),
+        )
+        if key not in _CHOICES:
+            _CHOICES[key] = self._measure(weights, biases, X, y, config)
+        return _CHOICES[key]
+
+    def _measure(self, weights, biases, X, y, config) -> str:
+        """Time both strategies on copies of the weights (a warm-up, then three iterations each)."""
+        times = {}
+        for name in ("fused", "blocked"):
+            try:
+                trainer = self._build(name, weights, biases, X, y, config)
+            except MemoryError:
+                continue
+            trainer.run(0, 1)  # compiles, or loads the cache
+            t0 = time.perf_counter()
+            trainer.run(1, 3)
+            times[name] = time.perf_counter() - t0
+        return min(times, key=times.__getitem__) if times else "blocked"
+
+    def _build(self, name, weights, biases, X, y, config):
         dt = np.dtype(weights[0].dtype)
+        rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         copies = copy_bytes(X, dt) + copy_bytes(y, dt)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        if macs <= SMALL_LIMIT:
+        if name == "fused":
             buffers = 2 * len(sizes) * rows * max(sizes) * dt.itemsize
             self.check_memory(
                 buffers + copies,
@@ -297,3 +342,7 @@ class NumbaBackend(Backend):
             "X and y in the network's dtype, plus one row chunk per worker",
         )
         return BlockedTrainer(self, weights, biases, X, y, config)
+
+    def trainer(self, weights, biases, X, y, config):
+        """The fit's trainer, of the strategy :meth:`strategy` picks (MemoryError first if it cannot fit)."""
+        return self._build(self.strategy(weights, biases, X, y, config), weights, biases, X, y, config)
