@@ -115,7 +115,7 @@ class Backend:
     """
 
     name: ClassVar[str]
-    strategies: ClassVar[dict[str, dict[str, int]]] = {}
+    strategies: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, threads: int | None = None):
         self.threads = threads

@@ -38,6 +38,8 @@ from .base import Backend, Trainer, batch_bounds, copy_bytes, step_scale
 # the process. SIGMANET_NUMBA_STRATEGY=fused|blocked pins the choice.
 SMALL_LIMIT = 1 << 14
 BLOCKED_LIMIT = 1 << 25
+# Pins one strategy for every fit (tests force each through it); None: choose as above.
+FORCE_STRATEGY: str | None = None
 STRATEGY_ENV = "SIGMANET_NUMBA_STRATEGY"
 _CHOICES: dict[tuple, str] = {}  # shape -> the strategy measured fastest for it, in this process
 # Bytes of one row chunk's activations and deltas in the large-data path:
@@ -121,6 +123,55 @@ class FusedTrainer(Trainer):
         n = self.sizes
         ws = [self.W[k, : n[k], : n[k + 1]].copy() for k in range(len(n) - 1)]
         return ws, ([self.B[k, : n[k + 1]].copy() for k in range(len(ws))] if self.use_bias else None)
+
+
+class CompiledTrainer(Trainer):
+    """A whole interval in one compiled call that runs the GEMMs through NumPy's OpenBLAS (``_numba_blas``)."""
+
+    def __init__(self, backend, weights, biases, X, y, config):
+        self.backend, self.config = backend, config
+        dt = np.dtype(weights[0].dtype)
+        self.W = tuple(np.array(w, dt, order="C") for w in weights)
+        self.use_bias = biases is not None
+        self.B = tuple(np.array(b, dt) for b in biases) if self.use_bias else tuple(np.zeros(1, dt) for _ in weights)
+        self.X = backend.to_device(X, dt)
+        self.y = backend.to_device(y, dt)
+        m = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
+        self.A = tuple(np.empty((m, w.shape[1]), dt) for w in weights)
+        self.D = tuple(np.empty((m, w.shape[1]), dt) for w in weights)
+        self.kernel = _compiled().kernel(dt.name)
+
+    def run(self, start, iterations):
+        cfg = self.config
+        return float(
+            self.kernel(
+                self.X,
+                self.y,
+                self.W,
+                self.B,
+                self.A,
+                self.D,
+                start,
+                iterations,
+                cfg.batch_size or 0,
+                cfg.learning_rate,
+                cfg.loss == "bce",
+                cfg.reduction == "mean",
+                self.use_bias,
+            )
+        )
+
+    def weights(self):
+        return [w.copy() for w in self.W], ([b.copy() for b in self.B] if self.use_bias else None)
+
+
+def _compiled():
+    from . import _numba_blas
+
+    return _numba_blas
+
+
+STRATEGIES = ("fused", "blocked", "compiled")
 
 
 def chunk_rows(sizes, itemsize: int, rows: int, workers: int) -> int:
@@ -250,6 +301,8 @@ class NumbaBackend(Backend):
         "generic": {"SMALL_LIMIT": 1 << 62, "SPECIALISE_MAX_WIDTH": 0},
         # the smallest chunks (16 rows), so test tables span several workers
         "blocked": {"SMALL_LIMIT": -1, "BLOCKED_LIMIT": -1, "CHUNK_BYTES": 1},
+        # one compiled call per interval with NumPy's OpenBLAS GEMMs (the middle sizes, mini-batches)
+        "compiled": {"FORCE_STRATEGY": "compiled"},
     }
 
     @classmethod
@@ -287,8 +340,8 @@ class NumbaBackend(Backend):
 
     def strategy(self, weights, biases, X, y, config) -> str:
         """ "fused" or "blocked" for this fit: by size at the ends, by a short measurement in between."""
-        pinned = os.environ.get(STRATEGY_ENV, "").strip().lower()
-        if pinned in ("fused", "blocked"):
+        pinned = FORCE_STRATEGY or os.environ.get(STRATEGY_ENV, "").strip().lower()
+        if pinned in STRATEGIES:
             return pinned
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
@@ -311,9 +364,11 @@ class NumbaBackend(Backend):
         return _CHOICES[key]
 
     def _measure(self, weights, biases, X, y, config) -> str:
-        """Time both strategies on copies of the weights (a warm-up, then three iterations each)."""
+        """Time every strategy on copies of the weights (a warm-up, then three iterations each)."""
         times = {}
-        for name in ("fused", "blocked"):
+        for name in STRATEGIES:
+            if name == "compiled" and _compiled().available(weights[0].dtype) is not None:
+                continue
             try:
                 trainer = self._build(name, weights, biases, X, y, config)
             except MemoryError:
@@ -329,6 +384,12 @@ class NumbaBackend(Backend):
         rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
         copies = copy_bytes(X, dt) + copy_bytes(y, dt)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        if name == "compiled":
+            self.check_memory(
+                2 * rows * sum(sizes[1:]) * dt.itemsize + copies,
+                f"activations and deltas of {rows} rows, plus X and y in the network's dtype",
+            )
+            return CompiledTrainer(self, weights, biases, X, y, config)
         if name == "fused":
             buffers = 2 * len(sizes) * rows * max(sizes) * dt.itemsize
             self.check_memory(
