@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -27,6 +29,7 @@ def test_xor_perceptron_fails_where_the_hidden_layer_succeeds(tmp_path):
     assert (tmp_path / "xor.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_sklearn_pipeline_grid_search_and_loss_curve(tmp_path):
     accuracy = load("sklearn_pipeline").main(["--backend", "numba", "--plot", str(tmp_path / "loss.png")])
     assert accuracy > 0.93

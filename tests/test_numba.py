@@ -168,12 +168,12 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
     force_strategy(monkeypatch, "numba-blocked")
     before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     assert before
-    X, y = make_table(20000, 32, 4)
+    X, y = make_table(6000, 32, 4)
 
     def fit(args):
         backend, threads = args
         net = sn.Network([32, 64, 4], backend=backend, seed=5, threads=threads)
-        net.fit(X, y, iterations=30, report_every=3, reduction="mean")
+        net.fit(X, y, iterations=20, report_every=2, reduction="mean")
         return net.weights
 
     jobs = [("numba", None), ("numba", 2), ("numpy", 1), ("numba", None)]
