@@ -3,13 +3,10 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import ENGINES, force_strategy
+from helpers import ENGINES, force_strategy, usable_backend
 
-import sigmanet as sn
 from sigmanet.backends import registered_backends
 
-# Backends every machine must run; any other skips, with the reason, where it cannot.
-REQUIRED = {"numpy", "numba"}
 ALL_BACKENDS = registered_backends()
 
 
@@ -17,15 +14,6 @@ ALL_BACKENDS = registered_backends()
 def backend(request):
     """Every backend; skips (with the reason) only one this machine cannot run."""
     return usable_backend(request.param)
-
-
-def usable_backend(name):
-    reason = sn.backend_status()[name]
-    if reason is not None:
-        if name in REQUIRED:
-            pytest.fail(f"{name} backend must be usable on every machine: {reason}")
-        pytest.skip(f"{name} backend not usable here: {reason}")
-    return name
 
 
 # Fresh random inputs every run; the run's seed is printed in the header, and

@@ -38,15 +38,19 @@ def force_strategy(monkeypatch, engine_name):
     return name
 
 
-def usable_backend_for_checks(name):
-    """Skip (with the reason) a backend this machine cannot run; numpy and numba must run everywhere."""
+def usable_backend(name):
+    """The backend's name if this machine runs it; numpy and numba must, any other skips with the reason."""
     import pytest
 
     import sigmanet as sn
 
     reason = sn.backend_status()[name]
     if reason is not None:
-        if name in ("numpy", "numba"):
+        if name in REQUIRED:
             pytest.fail(f"{name} backend must be usable on every machine: {reason}")
         pytest.skip(f"{name} backend not usable here: {reason}")
     return name
+
+
+# Backends every machine must run.
+REQUIRED = {"numpy", "numba"}

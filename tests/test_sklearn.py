@@ -10,7 +10,7 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install 'sigmanet[sklearn]')")
 
-from helpers import usable_backend_for_checks  # noqa: E402
+from helpers import usable_backend  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
@@ -29,7 +29,7 @@ def estimators():
 
 @parametrize_with_checks(list(estimators()))
 def test_scikit_learn_estimator_checks(estimator, check):
-    usable_backend_for_checks(estimator.backend)
+    usable_backend(estimator.backend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)

@@ -63,6 +63,24 @@ class Record:
     rss_growth_bytes: int | None = None  # that peak above the resident size before the cell began
 
 
+def _timed_record(name, rows, layers, dtype, seconds, gemm_seconds, device, batch=None, **fields) -> Record:
+    """A Record from an iteration's time (over ``batch`` rows, default all) and its GEMMs' time."""
+    batch = batch or rows
+    return Record(
+        backend=name,
+        rows=rows,
+        layers=list(layers),
+        dtype=dtype,
+        iterations_per_second=1 / seconds,
+        samples_per_second=batch / seconds,
+        gflops=iteration_flops(batch, layers) / seconds / 1e9,
+        gemm_ratio=None if gemm_seconds is None else seconds / gemm_seconds,
+        device=device,
+        seconds_per_iteration=seconds,
+        **fields,
+    )
+
+
 def layers_for(rows: int) -> list[int]:
     """The tutorial's network on its 4-row table; 64 -> 256 -> 16 on scaled-up tables."""
     return TUTORIAL_LAYERS if rows <= 4 else WIDE_LAYERS
@@ -191,21 +209,18 @@ def _bench_backend(name, rows, dtype, layers, min_seconds, threads, batch_size=N
     del floor
 
     peak, per_it = _memory(backend, trainer, n)
-    flops = iteration_flops(batch, layers)
-    return Record(
+    return _timed_record(
+        name,
+        rows,
+        layers,
+        dtype,
+        sec,
+        gemm,
+        backend.device(),
+        batch=batch,
         batch_size=None if batch == rows else batch,
         loss=loss,
-        backend=name,
-        rows=rows,
-        layers=list(layers),
-        dtype=dtype,
-        iterations_per_second=1 / sec,
-        samples_per_second=batch / sec,
-        gflops=flops / sec / 1e9,
-        gemm_ratio=sec / gemm,
-        device=backend.device(),
         compile_seconds=compile_s,
-        seconds_per_iteration=sec,
         peak_bytes=peak,
         alloc_per_iteration=per_it,
         strategy=type(trainer).__name__,
@@ -447,20 +462,7 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5) -> Rec
     peer_run.sync()
     compile_s = time.perf_counter() - t0
     _, sec, gemm = _side_by_side(peer_run.run, peer_run.sync, peer_run.floor, peer_run.sync, min_seconds)
-    return Record(
-        backend=peer,
-        rows=rows,
-        layers=list(layers),
-        dtype=dtype,
-        iterations_per_second=1 / sec,
-        samples_per_second=rows / sec,
-        gflops=iteration_flops(rows, layers) / sec / 1e9,
-        gemm_ratio=sec / gemm,
-        device=peer_run.device,
-        kind="peer",
-        compile_seconds=compile_s,
-        seconds_per_iteration=sec,
-    )
+    return _timed_record(peer, rows, layers, dtype, sec, gemm, peer_run.device, kind="peer", compile_seconds=compile_s)
 
 
 def bench_dask(rows, dtype="float32", layers=None, n_workers=2, min_seconds=0.5, backend="numba") -> Record:
@@ -499,18 +501,15 @@ def bench_dask(rows, dtype="float32", layers=None, n_workers=2, min_seconds=0.5,
         sec = (time.perf_counter() - t) / n
         overhead = sec - trainer.seconds_in_tasks / n
         device = f"{get_backend(backend).device()}; LocalCluster {n_workers} workers x 1 thread ({client.id[:8]})"
-    return Record(
-        backend=f"{backend}+dask",
-        rows=rows,
-        layers=list(layers),
-        dtype=dtype,
-        iterations_per_second=1 / sec,
-        samples_per_second=rows / sec,
-        gflops=iteration_flops(rows, layers) / sec / 1e9,
-        gemm_ratio=None,
-        device=device,
+    return _timed_record(
+        f"{backend}+dask",
+        rows,
+        layers,
+        dtype,
+        sec,
+        None,
+        device,
         compile_seconds=compile_s,
-        seconds_per_iteration=sec,
         strategy="DaskTrainer",
         dask_overhead_seconds=overhead,
     )

@@ -470,24 +470,23 @@ def _int_list(text):
     return sizes
 
 
-def _positive_float(text):
+def _number(text, ok, what):
+    """``text`` as a float for which ``ok`` holds, else argparse's error saying ``what`` was expected."""
     try:
         v = float(text)
     except ValueError:
         v = float("nan")
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return v
+
+
+def _positive_float(text):
+    return _number(text, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}")
-    return v
+    return _number(text, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
 def _positive_int(text):

@@ -64,6 +64,19 @@ def batch_bounds(iteration: int, n_rows: int, batch_size: int | None) -> tuple[i
     return start, min(start + batch_size, n_rows)
 
 
+def kernel_options(config: TrainConfig, start: int, iterations: int, use_bias: bool) -> dict:
+    """What every fused interval kernel (numba's and CUDA's) takes besides its arrays, by keyword, in one order."""
+    return dict(
+        start=start,
+        iterations=iterations,
+        batch_size=config.batch_size or 0,
+        learning_rate=config.learning_rate,
+        bce=config.loss == "bce",
+        mean=config.reduction == "mean",
+        use_bias=use_bias,
+    )
+
+
 def step_scale(config: TrainConfig, rows: int) -> float:
     return config.learning_rate / rows if config.reduction == "mean" else config.learning_rate
 

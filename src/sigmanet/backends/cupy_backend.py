@@ -24,7 +24,7 @@ import contextlib
 
 import numpy as np
 
-from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, step_scale
+from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, kernel_options, step_scale
 
 SMALL_LIMIT = 1 << 16  # multiply-adds per iteration up to which one launch runs the interval
 GRAPH_LIMIT = 1 << 24  # up to which one full-batch iteration is replayed as a CUDA graph
@@ -75,13 +75,7 @@ class FusedGpuTrainer(Trainer):
             W=self.W,
             B=self.B,
             sizes=self.sizes,
-            start=start,
-            iterations=iterations,
-            batch_size=cfg.batch_size or 0,
-            learning_rate=cfg.learning_rate,
-            bce=cfg.loss == "bce",
-            mean=cfg.reduction == "mean",
-            use_bias=self.use_bias,
+            **kernel_options(cfg, start, iterations, self.use_bias),
             err=self.err,
             block_size=self.block_size,
             shared_bytes=self.shared_bytes,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, Trainer, batch_bounds, copy_bytes, step_scale
+from .base import Backend, Trainer, batch_bounds, copy_bytes, kernel_options, step_scale
 
 # Multiply-adds per iteration (rows x sum of n_k * n_{k+1}): up to SMALL_LIMIT
 # the single fused call always wins, from BLOCKED_LIMIT BLAS on row chunks
@@ -91,17 +91,7 @@ class FusedTrainer(Trainer):
         self.D = np.zeros((L + 1, m, w), dt)
 
     def run(self, start, iterations):
-        cfg = self.config
-        # Every fused kernel (numba and CUDA) takes these in this order, by keyword.
-        common = dict(
-            start=start,
-            iterations=iterations,
-            batch_size=cfg.batch_size or 0,
-            learning_rate=cfg.learning_rate,
-            bce=cfg.loss == "bce",
-            mean=cfg.reduction == "mean",
-            use_bias=self.use_bias,
-        )
+        common = kernel_options(self.config, start, iterations, self.use_bias)
         if self.specialised is not None:
             return float(self.specialised(X=self.X, Y=self.y, W=self.W, B=self.B, A=self.A, D=self.D, **common))
         return float(
