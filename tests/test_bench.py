@@ -102,3 +102,14 @@ def test_a_gpu_peer_is_measured_against_its_own_gemms():
 def test_cli_bench_rejects_unknown_backends(capsys):
     assert main(["bench", "--backends", "tpu", "--sizes", "4"]) == 2
     assert "tpu" in capsys.readouterr().err
+
+
+def test_peers_that_run_full_batches_only_say_so_for_mini_batches():
+    with pytest.raises(bench.PeerUnavailable, match="full-batch steps only"):
+        bench.bench_peer("seed-loop", 64, "float32", layers=[8, 16, 2], min_seconds=0.01, batch_size=16)
+
+
+def test_mini_batch_cells_count_the_batch_rows():
+    rec = bench.bench_backend("numpy", 256, "float32", layers=[8, 16, 2], min_seconds=0.05, batch_size=64)
+    assert rec.batch_size == 64
+    assert rec.samples_per_second == pytest.approx(64 * rec.iterations_per_second)

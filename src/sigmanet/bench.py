@@ -366,7 +366,7 @@ def _peer_torch_graph(weights, X, y, dtype):
     return Peer(run, sync, f"torch {torch.__version__} CUDA graph ({name})", floor)
 
 
-def _peer_jax(weights, X, y, dtype):
+def _peer_jax(weights, X, y, dtype, batch_size=None):
     try:
         import jax
         import jax.numpy as jnp
@@ -376,13 +376,19 @@ def _peer_jax(weights, X, y, dtype):
     if dtype == np.float64:
         jax.config.update("jax_enable_x64", True)
     Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
-    scale = 1.0 / len(X)
+    batch = len(X) if batch_size is None else batch_size
+    if len(X) % batch:
+        raise PeerUnavailable(f"the JAX peer needs the rows ({len(X)}) to be a multiple of the batch ({batch})")
+    n_batches, scale = len(X) // batch, 1.0 / batch
 
-    def step(_, W):
-        a = [Xj]
+    def step(i, W):
+        start = (i % n_batches) * batch  # the batches in row order, as sigmanet's
+        xb = jax.lax.dynamic_slice(Xj, (start, 0), (batch, Xj.shape[1]))
+        yb = jax.lax.dynamic_slice(yj, (start, 0), (batch, yj.shape[1]))
+        a = [xb]
         for w in W:
             a.append(jax.nn.sigmoid(a[-1] @ w))
-        delta = (yj - a[-1]) * (a[-1] * (1 - a[-1]))
+        delta = (yb - a[-1]) * (a[-1] * (1 - a[-1]))
         deltas = [delta]
         for k in range(len(W) - 1, 0, -1):
             delta = (delta @ W[k].T) * (a[k] * (1 - a[k]))
@@ -401,12 +407,13 @@ def _peer_jax(weights, X, y, dtype):
 
     sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
     rng = np.random.default_rng(1)
-    acts = tuple(jnp.asarray(rng.random((len(X), n)), dtype) for n in sizes[1:])
-    dels = tuple(jnp.asarray(rng.random((len(X), n)), dtype) for n in sizes[1:])
+    acts = tuple(jnp.asarray(rng.random((batch, n)), dtype) for n in sizes[1:])
+    dels = tuple(jnp.asarray(rng.random((batch, n)), dtype) for n in sizes[1:])
+    Xfloor = Xj[:batch]
 
     @jax.jit
     def gemms(W, a_out, d_out):
-        a = (Xj,) + a_out
+        a = (Xfloor,) + a_out
         fwd = [a[k] @ W[k] for k in range(len(W))]
         back = [d_out[k] @ W[k].T for k in range(1, len(W))]
         grads = [a[k].T @ d_out[k] for k in range(len(W))]
@@ -444,7 +451,7 @@ def usable_peers(peers) -> tuple[list[str], dict[str, str]]:
     return usable, skipped
 
 
-def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5) -> Record:
+def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5, batch_size=None) -> Record:
     """Time a peer on the same data; its gemm_ratio is against its own library's GEMMs on its own device.
 
     Raises
@@ -456,13 +463,30 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5) -> Rec
     dt = np.dtype(dtype)
     X, y = dataset(rows, layers, dtype)
     weights = init_weights(layers, dt, 0, "glorot")
-    peer_run = _PEER_FACTORIES[peer](weights, X, y, dt)
+    if batch_size is None or batch_size >= rows:
+        peer_run, batch_size = _PEER_FACTORIES[peer](weights, X, y, dt), None
+    elif peer == "jax":
+        peer_run = _peer_jax(weights, X, y, dt, batch_size=batch_size)
+    else:
+        raise PeerUnavailable(f"the {peer} peer runs full-batch steps only")
     t0 = time.perf_counter()
     peer_run.run(2)
     peer_run.sync()
     compile_s = time.perf_counter() - t0
     _, sec, gemm = _side_by_side(peer_run.run, peer_run.sync, peer_run.floor, peer_run.sync, min_seconds)
-    return _timed_record(peer, rows, layers, dtype, sec, gemm, peer_run.device, kind="peer", compile_seconds=compile_s)
+    return _timed_record(
+        peer,
+        rows,
+        layers,
+        dtype,
+        sec,
+        gemm,
+        peer_run.device,
+        batch=batch_size,
+        kind="peer",
+        compile_seconds=compile_s,
+        batch_size=batch_size,
+    )
 
 
 def bench_dask(rows, dtype="float32", layers=None, n_workers=2, min_seconds=0.5, backend="numba") -> Record:
@@ -679,13 +703,13 @@ def run(
                     )
                 )
                 progress(format_table(records[-1:]).splitlines()[-1])
-        if peers and (batch_size is not None or loss != "mse"):
-            progress("skipping the peers: they run full-batch steps with the seed's loss only")
+        if peers and loss != "mse":
+            progress("skipping the peers: they run the seed's loss only")
             continue
         for rows in sizes:
             for peer in peers:
                 try:
-                    rec = bench_peer(peer, rows, dtype, layers=layers, min_seconds=min_seconds)
+                    rec = bench_peer(peer, rows, dtype, layers=layers, min_seconds=min_seconds, batch_size=batch_size)
                 except PeerUnavailable as e:
                     progress(f"skipping peer {peer} at {rows} rows: {e}")
                     continue
