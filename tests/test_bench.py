@@ -55,7 +55,10 @@ def test_the_seed_loop_peer_is_timed_and_labelled():
 
 def test_cli_bench_writes_results_and_chart(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    assert main(["bench", "--quick", "--no-peers", "--sizes", "4,64,256", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["bench", "--quick", "--no-peers", "--sizes", "4,64,256", "--layers", "8,16,2", "--out", str(tmp_path)])
+        == 0
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     records = results["records"]
     assert {r["rows"] for r in records} == {4, 64, 256}

@@ -57,6 +57,7 @@ def test_the_numpy_backends_buffers_are_three_activation_sized_arrays(monkeypatc
     assert seen["needed"] == 3 * 10_000 * (256 + 4) * 8  # X and y are already float64: no copies
 
 
+@pytest.mark.slow
 def test_numba_trains_a_memory_mapped_table_without_copying_it(tmp_path):
     X, y = make_table(400_000, 32, 2, dtype="float32")
     np.save(tmp_path / "X.npy", X)

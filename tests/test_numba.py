@@ -72,6 +72,7 @@ def test_narrow_nets_get_a_kernel_specialised_to_their_sizes():
     assert b.trainer(sn.Network([3, 30, 1]).weights, None, X, y, TrainConfig()).specialised is None
 
 
+@pytest.mark.slow
 def test_falls_back_to_no_cache_where_no_folder_is_writable():
     """Simulates numba's "no locator available" (root can write anywhere, so it cannot be produced for real)."""
     code = textwrap.dedent("""

@@ -95,6 +95,7 @@ def test_single_layer_perceptron_cannot_learn_xor_but_hidden_layer_can():
     assert hidden.error(X, y) < 0.05
 
 
+@pytest.mark.slow
 def test_default_glorot_init_trains_a_deep_net_better_than_legacy():
     from sigmanet.datasets import make_table
 
