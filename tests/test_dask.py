@@ -17,6 +17,7 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (pip instal
 distributed = pytest.importorskip("distributed", reason="distributed is not installed (pip install 'sigmanet[dask]')")
 
 import sigmanet as sn  # noqa: E402
+from sigmanet.dask import as_dask as chunked  # noqa: E402
 from sigmanet.datasets import make_table  # noqa: E402
 
 TOL = dict(rtol=1e-10, atol=1e-13)
@@ -40,10 +41,6 @@ def where(request):
             yield request.param
     else:
         yield request.param
-
-
-def chunked(a, rows):
-    return da.from_array(a, chunks=(rows, -1))
 
 
 def fit_both(backend, layers, X, y, rows_per_chunk, seed=0, bias=False, **fit):

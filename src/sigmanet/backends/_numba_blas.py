@@ -27,6 +27,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic
 
+from ._numba_kernels import batch_rows
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
@@ -175,13 +177,9 @@ def kernel(dtype_name: str):
         one = X.dtype.type(1.0)
         zero = X.dtype.type(0.0)
         err0 = np.nan
-        full = batch_size <= 0 or batch_size >= n_rows
-        n_batches = 1 if full else (n_rows + batch_size - 1) // batch_size
         itemsize = X.itemsize
         for it in range(iterations):
-            b = 0 if full else (start + it) % n_batches
-            r0 = 0 if full else b * batch_size
-            m = (n_rows if full else min(r0 + batch_size, n_rows)) - r0
+            _, r0, m = batch_rows(start + it, n_rows, batch_size)
             x_ptr = X.ctypes.data + np.uint64(r0 * X.shape[1] * itemsize)  # uint64 + int64 would be float64
             # forward: A[k] = sigmoid(A[k-1] @ W[k] + B[k])
             for k in range(L):

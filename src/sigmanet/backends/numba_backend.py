@@ -1,6 +1,6 @@
 """The numba backend: the seed's loop compiled for the CPU.
 
-Two strategies, picked by size at the ends and by a short measurement in between
+Three strategies, picked by size at the ends and by a short measurement in between
 (see ``SMALL_LIMIT``, ``BLOCKED_LIMIT`` and :meth:`NumbaBackend.strategy`):
 
 * small networks: :class:`FusedTrainer` runs a whole report interval in one
@@ -11,6 +11,9 @@ Two strategies, picked by size at the ends and by a short measurement in between
   stay in the L2 cache and hands them to worker threads. Per chunk the matrix
   products go to BLAS (the one NumPy uses), exp to NumPy's SIMD ufunc, and
   every other elementwise step to one fused numba kernel (nogil).
+* middle sizes and mini-batches: :class:`CompiledTrainer` runs a whole report
+  interval in one compiled call whose GEMMs go to NumPy's own OpenBLAS
+  (``_numba_blas``), with a vectorised sigmoid.
 
 Threads: the large-data path runs ``threads`` workers (default
 ``NUMBA_NUM_THREADS``, i.e. the cores), each calling BLAS limited to one
