@@ -7,7 +7,8 @@
 //
 // Three groups:
 //   * fused epilogues around cuBLAS GEMMs: forward_sigmoid, output_delta,
-//     hidden_delta, sgd_update, bias_update;
+//     hidden_delta, sgd_update (which also sums a split GEMM's partials; bias
+//     gradients are the GEMM ones.T @ d, so they need no kernel of their own);
 //   * gemm_tiled: small GEMMs of our own, so a whole iteration can be captured
 //     as a CUDA graph (CuPy refuses cuBLAS calls during stream capture);
 //   * train_small: a whole report interval in one launch, one thread block,
@@ -25,15 +26,24 @@
 __device__ __forceinline__ float sn_sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ double sn_sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
-// z (m, n) <- sigmoid(z + b): z holds a[k] @ W[k].
+// z (m, n) <- sigmoid(z + b): z holds a[k] @ W[k]. The bias column is kept as
+// a running 32-bit index (no 64-bit modulo per element).
 template <typename T>
 __global__ void forward_sigmoid(T* __restrict__ z, const T* __restrict__ b, long long m, int n, int use_bias)
 {
     const long long count = m * n;
-    for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < count;
-         q += (long long)gridDim.x * blockDim.x) {
-        const T s = use_bias ? z[q] + b[q % n] : z[q];
-        z[q] = sn_sigmoid(s);
+    const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    if (!use_bias) {
+        for (long long q = first; q < count; q += stride) z[q] = sn_sigmoid(z[q]);
+        return;
+    }
+    const int step = (int)(stride % n);
+    int j = (int)(first % n);
+    for (long long q = first; q < count; q += stride) {
+        z[q] = sn_sigmoid(z[q] + b[j]);
+        j += step;
+        if (j >= n) j -= n;
     }
 }
 
@@ -75,57 +85,59 @@ __global__ void hidden_delta(T* __restrict__ d, const T* __restrict__ a, long lo
     }
 }
 
-// w <- w + scale * g (g holds a[k].T @ d[k+1]; the seed's scale is 1).
+// w <- w + scale * g, where g is the sum of `splits` partial gradients laid
+// out one after another (a split GEMM's output), summed in a fixed order; the
+// seed's scale is 1. Weights and biases both come through here.
 template <typename T>
-__global__ void sgd_update(T* __restrict__ w, const T* __restrict__ g, T scale, long long count)
+__global__ void sgd_update(T* __restrict__ w, const T* __restrict__ g, T scale, long long count, int splits)
 {
     for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < count;
          q += (long long)gridDim.x * blockDim.x) {
-        w[q] += g[q] * scale;
+        T sum = g[q];
+        for (int z = 1; z < splits; ++z) sum += g[(long long)z * count + q];
+        w[q] += sum * scale;
     }
 }
 
-// b (n) <- b + scale * column sums of d (m, n): one block per column.
-template <typename T>
-__global__ void bias_update(T* __restrict__ b, const T* __restrict__ d, long long m, int n, T scale)
-{
-    __shared__ T partial[32];
-    const int j = blockIdx.x;
-    T acc = T(0);
-    for (long long i = threadIdx.x; i < m; i += blockDim.x) acc += d[i * n + j];
-    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) partial[warp] = acc;
-    __syncthreads();
-    if (warp == 0) {
-        acc = lane < (blockDim.x + 31) / 32 ? partial[lane] : T(0);
-        for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-        if (lane == 0) b[j] += acc * scale;
-    }
-}
-
-// C (M, N) = op(A) @ op(B), 16x16 shared-memory tiles, launched as
-// grid (ceil(N/16), ceil(M/16)), block (16, 16). TA: A is stored (K, M) and
-// used transposed; TB: B is stored (N, K) and used transposed.
+// C = op(A) @ op(B), 16x16 shared-memory tiles. Launched as grid
+// (ceil(M/16), ceil(N/16), splits), block (16, 16): rows on grid.x, which has
+// no 65535 limit. TA: A is stored (K, M) and used transposed; TB: B is stored
+// (N, K) and used transposed; every load is coalesced along the stored rows.
+// With splits > 1, block z sums K rows [z*kc, (z+1)*kc) into the partial
+// C + z*M*N (sgd_update adds the partials): a weight gradient's K is the batch's
+// rows, and one block per output tile walking a million rows would be serial.
 template <typename T, int TA, int TB>
-__global__ void gemm_tiled(int M, int N, int K, const T* __restrict__ A, const T* __restrict__ B,
+__global__ void gemm_tiled(int M, int N, int K, int kc, const T* __restrict__ A, const T* __restrict__ B,
                            T* __restrict__ C)
 {
-    __shared__ T As[16][17];
-    __shared__ T Bs[16][17];
+    __shared__ T As[16][17];  // As[r][k]: row r of op(A)'s tile, column k
+    __shared__ T Bs[16][17];  // Bs[k][c]
     const int tx = threadIdx.x, ty = threadIdx.y;
-    const int row = blockIdx.y * 16 + ty, col = blockIdx.x * 16 + tx;
+    const int r0 = blockIdx.x * 16, c0 = blockIdx.y * 16;
+    const int k_begin = blockIdx.z * kc, k_end = min(K, k_begin + kc);
     T acc = T(0);
-    for (int t = 0; t < K; t += 16) {
-        const int ka = t + tx, kb = t + ty;
-        As[ty][tx] = (row < M && ka < K) ? (TA ? A[(long long)ka * M + row] : A[(long long)row * K + ka]) : T(0);
-        Bs[ty][tx] = (kb < K && col < N) ? (TB ? B[(long long)col * K + kb] : B[(long long)kb * N + col]) : T(0);
+    for (int t = k_begin; t < k_end; t += 16) {
+        if (TA) {  // A (K, M): thread tx walks M, adjacent in memory
+            const int k = t + ty, r = r0 + tx;
+            As[tx][ty] = (k < k_end && r < M) ? A[(long long)k * M + r] : T(0);
+        } else {  // A (M, K): thread tx walks K
+            const int r = r0 + ty, k = t + tx;
+            As[ty][tx] = (r < M && k < k_end) ? A[(long long)r * K + k] : T(0);
+        }
+        if (TB) {  // B (N, K): thread tx walks K
+            const int c = c0 + ty, k = t + tx;
+            Bs[tx][ty] = (c < N && k < k_end) ? B[(long long)c * K + k] : T(0);
+        } else {  // B (K, N): thread tx walks N
+            const int k = t + ty, c = c0 + tx;
+            Bs[ty][tx] = (k < k_end && c < N) ? B[(long long)k * N + c] : T(0);
+        }
         __syncthreads();
 #pragma unroll
         for (int q = 0; q < 16; ++q) acc += As[ty][q] * Bs[q][tx];
         __syncthreads();
     }
-    if (row < M && col < N) C[(long long)row * N + col] = acc;
+    const int row = r0 + ty, col = c0 + tx;
+    if (row < M && col < N) C[(long long)blockIdx.z * M * N + (long long)row * N + col] = acc;
 }
 
 // A whole report interval in one launch: one thread block, everything in

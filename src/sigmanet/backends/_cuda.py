@@ -28,7 +28,7 @@ def compile_options() -> tuple[str, ...]:
     return ("--std=c++17", f"-DSN_MAX_LAYERS={MAX_LAYERS}")
 
 
-_NAMES = ("forward_sigmoid", "output_delta", "hidden_delta", "sgd_update", "bias_update", "train_small")
+_NAMES = ("forward_sigmoid", "output_delta", "hidden_delta", "sgd_update", "train_small")
 _GEMMS = {(0, 0): "gemm_tiled<{T}, 0, 0>", (1, 0): "gemm_tiled<{T}, 1, 0>", (0, 1): "gemm_tiled<{T}, 0, 1>"}
 
 
@@ -103,22 +103,45 @@ class Kernels:
         self.fn["hidden_delta"](self._grid(a.size), (self.block_size,), (d, a, np.int64(a.size)))
 
     def sgd_update(self, w, g, scale):
+        """w += scale * g; g is w's shape, or (splits, *w.shape) partials from a split :meth:`gemm`."""
         self._check(w, g)
-        self.fn["sgd_update"](self._grid(w.size), (self.block_size,), (w, g, self.scalar(scale), np.int64(w.size)))
+        splits = 1 if g.shape == w.shape else g.shape[0]
+        assert g.shape[g.ndim - w.ndim :] == w.shape and g.size == splits * w.size
+        self.fn["sgd_update"](
+            self._grid(w.size), (self.block_size,), (w, g, self.scalar(scale), np.int64(w.size), np.int32(splits))
+        )
 
-    def bias_update(self, b, d, scale):
-        self._check(b, d)
-        m, n = d.shape
-        self.fn["bias_update"]((n,), (self.block_size,), (b, d, np.int64(m), np.int32(n), self.scalar(scale)))
+    def gemm_splits(self, M, N, K):
+        """How many partial sums a (M, N, K) GEMM's K is split into: enough blocks to fill the device.
+
+        A weight gradient's K is the batch's rows: without a split, a 3x4 output
+        is one block walking every row. Each part keeps at least 256 rows.
+        """
+        tiles = -(-M // 16) * -(-N // 16)
+        return int(max(1, min(K // 256, -(-4 * self.sm_count // tiles))))
 
     def gemm(self, A, B, C, ta=False, tb=False):
-        """C = op(A) @ op(B) with our tiled kernel (capturable in a CUDA graph, unlike cuBLAS through CuPy)."""
+        """C = op(A) @ op(B) with our tiled kernel (capturable in a CUDA graph, unlike cuBLAS through CuPy).
+
+        C is (M, N), or (splits, M, N): then each part sums a slice of K, and
+        :meth:`sgd_update` adds the parts.
+        """
         self._check(A, B, C)
-        M, N = C.shape
+        M, N = C.shape[-2:]
+        splits = 1 if C.ndim == 2 else C.shape[0]
         K = A.shape[0] if ta else A.shape[1]
+        if max(M, N, K) >= 2**31 - 16:
+            raise ValueError(f"gemm_tiled indexes with 32-bit ints: ({M}, {N}, {K}) is too large")
+        kc = -(-K // (16 * splits)) * 16
         self.gemm_fn[(int(ta), int(tb))](
-            ((N + 15) // 16, (M + 15) // 16), (16, 16), (np.int32(M), np.int32(N), np.int32(K), A, B, C)
+            ((M + 15) // 16, (N + 15) // 16, splits),
+            (16, 16),
+            (np.int32(M), np.int32(N), np.int32(K), np.int32(kc), A, B, C),
         )
+
+    def static_shared_bytes(self) -> int:
+        """Static shared memory of ``train_small`` (its offset tables), which counts beside the dynamic buffer."""
+        return int(self.fn["train_small"].shared_size_bytes)
 
     def train_small(
         self,
@@ -141,7 +164,7 @@ class Kernels:
     ):
         """A report interval in one launch; arguments in the fused kernels' common order (as numba's)."""
         fn = self.fn["train_small"]
-        if shared_bytes > 48 * 1024:
+        if shared_bytes + fn.shared_size_bytes > 48 * 1024:
             fn.max_dynamic_shared_size_bytes = shared_bytes
         fn(
             (1,),

@@ -29,6 +29,7 @@ from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, 
 SMALL_LIMIT = 1 << 16  # multiply-adds per iteration up to which one launch runs the interval
 GRAPH_LIMIT = 1 << 24  # up to which one full-batch iteration is replayed as a CUDA graph
 MAX_BLOCK = 1024
+MAX_LAUNCH_ITERATIONS = 1 << 30  # one launch's iterations (an int32 in the kernel)
 
 
 def _cupy():
@@ -61,6 +62,7 @@ class FusedGpuTrainer(Trainer):
         self.X = backend.to_device(X, self.dt)
         self.y = backend.to_device(y, self.dt)
         self.err = cp.zeros(1, np.float64)
+        self.err_later = cp.zeros(1, np.float64)  # later launches' first-iteration errors, not reported
         self.shared_bytes = shared_bytes
         rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
         work = rows * max(self.sizes_host)
@@ -69,17 +71,21 @@ class FusedGpuTrainer(Trainer):
     def run(self, start, iterations):
         cfg = self.config
         r0, r1 = batch_bounds(start, self.X.shape[0], cfg.batch_size)
-        _kernels(self.dt).train_small(
-            X=self.X,
-            Y=self.y,
-            W=self.W,
-            B=self.B,
-            sizes=self.sizes,
-            **kernel_options(cfg, start, iterations, self.use_bias),
-            err=self.err,
-            block_size=self.block_size,
-            shared_bytes=self.shared_bytes,
-        )
+        done = 0
+        while done < iterations:  # the kernel counts iterations in 32 bits
+            count = min(iterations - done, MAX_LAUNCH_ITERATIONS)
+            _kernels(self.dt).train_small(
+                X=self.X,
+                Y=self.y,
+                W=self.W,
+                B=self.B,
+                sizes=self.sizes,
+                **kernel_options(cfg, start + done, count, self.use_bias),
+                err=self.err if done == 0 else self.err_later,
+                block_size=self.block_size,
+                shared_bytes=self.shared_bytes,
+            )
+            done += count
         return float(self.err.get()[0]) / ((r1 - r0) * self.sizes_host[-1])
 
     def weights(self):
@@ -96,17 +102,35 @@ class FusedGpuTrainer(Trainer):
 
 
 class CupyGemmTrainer(GemmTrainer):
-    """cuBLAS GEMMs with fused epilogue kernels; medium sizes replay an iteration as a CUDA graph."""
+    """cuBLAS GEMMs with fused epilogue kernels; medium sizes replay an iteration as a CUDA graph.
+
+    No host synchronisation inside a report interval: the first iteration's
+    error is summed on the device and read once, after the interval's last
+    launch is queued.
+    """
 
     def __init__(self, backend, weights, biases, X, y, config, use_graph=False):
         super().__init__(backend, weights, biases, X, y, config)
-        self.kernels = _kernels(self.W[0].dtype)
-        self.err = self.xp.zeros(1, np.float64)
-        self.err_first = self.xp.zeros(1, np.float64)
+        xp, dt = self.xp, self.W[0].dtype
+        self.kernels = _kernels(dt)
+        self.err = xp.zeros(1, np.float64)
+        self.err_first = xp.zeros(1, np.float64)
+        self.err_count = 0  # elements the device error sums over (0: none asked this interval)
+        m = self.a[1].shape[0]
+        # bias gradients are ones.T @ d: a GEMM (cuBLAS, or ours in the graph), no reduction kernel
+        self.ones = None if self.b is None else xp.ones((m, 1), dt)
         self.use_graph = use_graph and config.batch_size is None
         self.graph = None
         self.graph_error = None  # why capture failed, if it did
         self.stream = None
+        if self.use_graph:  # split partial sums for our weight-gradient GEMMs (see Kernels.gemm_splits)
+            K = self.kernels
+            self.g_parts = [xp.empty((K.gemm_splits(*w.shape, m), *w.shape), dt) for w in self.W]
+            self.gb_parts = (
+                None
+                if self.b is None
+                else [xp.empty((K.gemm_splits(1, w.shape[1], m), 1, w.shape[1]), dt) for w in self.W]
+            )
 
     # -- fused epilogues (GemmTrainer.run calls these around xp.matmul) --
 
@@ -114,12 +138,16 @@ class CupyGemmTrainer(GemmTrainer):
         self.kernels.forward_sigmoid(z, None if self.b is None else self.b[k])
 
     def error(self, y, a, tmp):
+        # summed on the device by output_delta, next; read at the interval's end
         self.err.fill(0)
-        self.kernels.output_delta(y, a, tmp, self.config.loss == "bce", self.err)
-        return float(self.err.get()[0]) / a.size
+        self.err_count = a.size
+        return float("nan")
 
     def output_delta(self, y, a, d, tmp):
-        self.kernels.output_delta(y, a, d, self.config.loss == "bce")
+        err = None
+        if self.err_count:
+            err, self.err_count = self.err, -self.err_count  # negative: summed, waiting to be read
+        self.kernels.output_delta(y, a, d, self.config.loss == "bce", err)
 
     def hidden_delta(self, d, a, tmp):
         self.kernels.hidden_delta(d, a)
@@ -128,7 +156,19 @@ class CupyGemmTrainer(GemmTrainer):
         self.xp.matmul(a_in.T, d_out, out=self.g[k])
         self.kernels.sgd_update(self.W[k], self.g[k], scale)
         if self.b is not None:
-            self.kernels.bias_update(self.b[k], d_out, scale)
+            m = d_out.shape[0]
+            self.xp.matmul(self.ones[:m].T, d_out, out=self.gb[k].reshape(1, -1))
+            self.kernels.sgd_update(self.b[k], self.gb[k], scale)
+
+    def _take_error(self):
+        """The device-summed error of this interval's first iteration, as mean |y - out| (one read)."""
+        count, self.err_count = -self.err_count, 0
+        return float(self.err.get()[0]) / count if count > 0 else float("nan")
+
+    def gradient_sums(self):
+        grads, bias_grads, _ = super().gradient_sums()
+        count = -self.err_count
+        return grads, bias_grads, self._take_error() * count
 
     # -- one iteration of our own kernels, for graph capture --
 
@@ -144,10 +184,11 @@ class CupyGemmTrainer(GemmTrainer):
             K.hidden_delta(self.d[k], a[k])
         scale = step_scale(cfg, self.n_rows)
         for k in range(L):
-            K.gemm(a[k], self.d[k + 1], self.g[k], ta=True)
-            K.sgd_update(self.W[k], self.g[k], scale)
+            K.gemm(a[k], self.d[k + 1], self.g_parts[k], ta=True)
+            K.sgd_update(self.W[k], self.g_parts[k], scale)
             if self.b is not None:
-                K.bias_update(self.b[k], self.d[k + 1], scale)
+                K.gemm(self.ones, self.d[k + 1], self.gb_parts[k], ta=True)
+                K.sgd_update(self.b[k], self.gb_parts[k], scale)
 
     def _capture(self):
         cp = self.xp
@@ -167,14 +208,21 @@ class CupyGemmTrainer(GemmTrainer):
         if self.use_graph and self.graph is None:
             self._capture()
         if not self.use_graph:
-            return super().run(start, iterations)
-        with self.stream:
-            self.err.fill(0)
-            self.graph.launch(self.stream)
-            self.err_first[...] = self.err  # the first iteration's sum |e|, copied on the stream
-            for _ in range(iterations - 1):
+            super().run(start, iterations)
+            return self._take_error()
+        cp = self.xp
+        # The stream does not wait on the null stream by itself (non_blocking):
+        # uploads and earlier work queued there must land before the first replay.
+        self.stream.wait_event(cp.cuda.Stream.null.record())
+        try:
+            with self.stream:
+                self.err.fill(0)
                 self.graph.launch(self.stream)
-        self.stream.synchronize()
+                self.err_first[...] = self.err  # the first iteration's sum |e|, copied on the stream
+                for _ in range(iterations - 1):
+                    self.graph.launch(self.stream)
+        finally:  # also on Ctrl-C: no replay may outlive the buffers it writes
+            self.stream.synchronize()
         return float(self.err_first.get()[0]) / self.a[-1].size
 
 
@@ -263,7 +311,11 @@ class CupyBackend(Backend):
         optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id).get("sharedMemPerBlockOptin", 48 * 1024)
         from ._cuda import MAX_LAYERS
 
-        if macs <= SMALL_LIMIT and shared <= optin and len(sizes) - 1 <= MAX_LAYERS:
+        if (
+            macs <= SMALL_LIMIT
+            and len(sizes) - 1 <= MAX_LAYERS
+            and shared <= optin - _kernels(dt).static_shared_bytes()
+        ):
             return FusedGpuTrainer(self, weights, biases, X, y, config, shared)
         return CupyGemmTrainer(self, weights, biases, X, y, config, use_graph=macs <= GRAPH_LIMIT)
 
