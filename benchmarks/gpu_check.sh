@@ -16,6 +16,8 @@
 #   4. sigmanet bench on the GPU with the GPU peers (PyTorch eager and CUDA graph,
 #      JAX), 4 rows to 4M: results.json and throughput.png;
 #   5. a short summary table last (the device tool returns the output's tail).
+# Files under $OUT (the device tool brings back 8 at most): device.json,
+# pytest.log, crossover.json, bench.log, gpu-float32/{results.json,throughput.png}.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
@@ -32,6 +34,7 @@ if ! "$PY" -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" 2>"$O
     echo "gpu_check: CuPy is installed but no CUDA device is usable: $(tail -n 1 "$OUT/probe.err")" >&2
     exit 3
 fi
+rm -f "$OUT/probe.err"  # the device tool brings back at most 8 files
 
 echo "== 1. device"
 timeout 60 "$PY" - "$OUT/device.json" <<'EOF' || status=1
@@ -59,14 +62,14 @@ echo "== 2. CuPy tests"
 timeout 170 "$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -k cupy -ra \
     tests/test_cupy.py tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
     tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py \
-    --junitxml="$OUT/pytest.xml" >"$OUT/pytest.log" 2>&1
+    >"$OUT/pytest.log" 2>&1
 rc=$?
 tail -n 25 "$OUT/pytest.log"
 [ "$rc" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc (124: timed out)"; status=1; }
 
 echo "== 3. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
 timeout 60 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
-    2>&1 | tee "$OUT/crossover.log" || status=1
+    || status=1
 
 echo "== 4. sigmanet bench (GPU, with peers)"
 timeout 120 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
