@@ -48,6 +48,10 @@ info = {"device": name, "compute_capability": f"{props['major']}.{props['minor']
         "shared_per_block_optin": props.get("sharedMemPerBlockOptin"),
         "driver": rt.driverGetVersion(), "cuda_runtime": rt.runtimeGetVersion(),
         "cupy": cupy.__version__, "numpy": numpy.__version__}
+free, total = rt.memGetInfo()
+info["memory_free_gib"] = round(free / 2**30, 1)
+info["cupy_pool_limit"] = cupy.get_default_memory_pool().get_limit()
+info["env"] = {k: v for k, v in __import__("os").environ.items() if k.startswith(("CUPY_", "XLA_", "CUDA_", "PYTORCH_"))}
 try:
     info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem",
                                          "--format=csv,noheader"], capture_output=True, text=True,
@@ -70,6 +74,35 @@ tail -n 25 "$OUT/pytest.log"
 echo "== 3. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
 timeout 60 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
     || status=1
+
+echo "== 3b. the seed run (60000 iterations of 3-4-1 on 4 rows), compile excluded"
+timeout 60 "$PY" - <<'EOF' || status=1
+import time
+import sigmanet as sn
+from sigmanet.backends import TrainConfig, get_backend
+from sigmanet.datasets import tutorial_table
+b = get_backend("cupy")
+for dtype in ("float64", "float32"):
+    X, y = tutorial_table(dtype)
+    tr = b.trainer(sn.Network([3, 4, 1], seed=1, init="legacy", dtype=dtype).weights, None, X, y, TrainConfig())
+    tr.run(0, 10); b.synchronize()
+    best = []
+    for _ in range(5):
+        t0 = time.perf_counter(); tr.run(10, 60000); b.synchronize(); best.append(time.perf_counter() - t0)
+    print(f"seed run {dtype}: {min(best) / 60000 * 1e6:.3f} us/iteration (best of 5; {type(tr).__name__}, "
+          f"block {tr.block_size})")
+EOF
+if command -v ncu >/dev/null; then
+    echo "== 3c. ncu: where the single-launch kernel's warps wait (seed shape, float64)"
+    timeout 90 ncu --section WarpStateStats --section SchedulerStats --section LaunchStats -k regex:train_small -c 1 \
+        "$PY" -c "
+import sigmanet as sn
+from sigmanet.backends import TrainConfig, get_backend
+from sigmanet.datasets import tutorial_table
+X, y = tutorial_table()
+get_backend('cupy').trainer(sn.Network([3, 4, 1], seed=1, init='legacy').weights, None, X, y, TrainConfig()).run(0, 20000)
+" 2>&1 | grep -v "^==PROF==" | grep -iE "stall|cycles|issued|eligible|active|duration|registers|threads" | head -40 || true
+fi
 
 echo "== 4. sigmanet bench (GPU, with peers)"
 timeout 120 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \

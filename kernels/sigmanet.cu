@@ -188,9 +188,11 @@ __global__ void train_small(const T* __restrict__ X, const T* __restrict__ Y, T*
         for (int q = tid; q < nB; q += nt) sB[q] = B[q];
     const int n_batches = full ? 1 : (n_rows + batch_size - 1) / batch_size;
     int loaded = -1;
+    int bidx = full ? 0 : (int)(start % n_batches);  // advanced by one per iteration: no 64-bit modulo
+    int scale_m = -1;  // the batch size `scale` was computed for (only the last batch differs)
+    T scale = T(0);
     __syncthreads();
-    for (int it = 0; it < iterations; ++it) {
-        const int bidx = full ? 0 : (int)((start + it) % n_batches);
+    for (int it = 0; it < iterations; ++it, bidx = (full || bidx + 1 == n_batches) ? 0 : bidx + 1) {
         const int r0 = full ? 0 : bidx * batch_size;
         const int m = (full ? n_rows : min(r0 + batch_size, n_rows)) - r0;
         if (bidx != loaded) {  // the same for every thread: the barrier is safe
@@ -245,7 +247,10 @@ __global__ void train_small(const T* __restrict__ X, const T* __restrict__ Y, T*
             __syncthreads();
         }
         // gradient step for every layer at once (all deltas are computed; nothing reads W here)
-        const T scale = (T)(mean ? learning_rate / m : learning_rate);
+        if (m != scale_m) {  // the same for every thread
+            scale = (T)(mean ? learning_rate / m : learning_rate);
+            scale_m = m;
+        }
         for (int q = tid; q < nW; q += nt) {
             int k = 0;
             while (q >= woff[k + 1]) ++k;

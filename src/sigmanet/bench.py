@@ -20,7 +20,9 @@ data, the trainer's buffers, the timings: Linux's VmHWM, reset per cell) and
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -183,6 +185,8 @@ def bench_backend(
     reset = reset_resident_peak()
     before = resident_bytes()
     rec = _bench_backend(name, rows, dtype, layers, min_seconds, threads, batch_size, loss)
+    gc.collect()
+    get_backend(name, threads=threads).release_memory()  # a GPU pool's cached blocks, for the next record
     after = resident_bytes()
     if reset and before and after:
         rec.peak_rss_bytes, rec.rss_growth_bytes = after[1], max(0, after[1] - before[0])
@@ -367,6 +371,9 @@ def _peer_torch_graph(weights, X, y, dtype):
 
 
 def _peer_jax(weights, X, y, dtype, batch_size=None):
+    # XLA takes 75% of the GPU's memory at its first use unless told not to; the
+    # probe in usable_peers would then starve every backend timed after it.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
         import jax.numpy as jnp
@@ -395,9 +402,12 @@ def _peer_jax(weights, X, y, dtype, batch_size=None):
             deltas.insert(0, delta)
         return tuple(w + scale * (a[k].T @ deltas[k]) for k, w in enumerate(W))
 
+    # "highest": true float32 GEMMs, as cuBLAS through CuPy and PyTorch run them
+    # (XLA's default on an H100 is TF32, a 10-bit mantissa: not the same arithmetic).
     @jax.jit
     def interval(W, n):
-        return jax.lax.fori_loop(0, n, step, W)
+        with jax.default_matmul_precision("highest"):
+            return jax.lax.fori_loop(0, n, step, W)
 
     state = {"W": tuple(jnp.asarray(w, dtype) for w in weights)}
 
@@ -413,11 +423,12 @@ def _peer_jax(weights, X, y, dtype, batch_size=None):
 
     @jax.jit
     def gemms(W, a_out, d_out):
-        a = (Xfloor,) + a_out
-        fwd = [a[k] @ W[k] for k in range(len(W))]
-        back = [d_out[k] @ W[k].T for k in range(1, len(W))]
-        grads = [a[k].T @ d_out[k] for k in range(len(W))]
-        return fwd, back, grads
+        with jax.default_matmul_precision("highest"):
+            a = (Xfloor,) + a_out
+            fwd = [a[k] @ W[k] for k in range(len(W))]
+            back = [d_out[k] @ W[k].T for k in range(1, len(W))]
+            grads = [a[k].T @ d_out[k] for k in range(len(W))]
+            return fwd, back, grads
 
     def floor():
         jax.block_until_ready(gemms(state["W"], acts, dels))
@@ -474,6 +485,11 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5, batch_
     peer_run.sync()
     compile_s = time.perf_counter() - t0
     _, sec, gemm = _side_by_side(peer_run.run, peer_run.sync, peer_run.floor, peer_run.sync, min_seconds)
+    device = peer_run.device
+    del peer_run
+    if peer.startswith("torch"):  # PyTorch's caching allocator keeps the peer's buffers otherwise
+        gc.collect()
+        _torch().cuda.empty_cache()
     return _timed_record(
         peer,
         rows,
@@ -481,7 +497,7 @@ def bench_peer(peer, rows, dtype="float32", layers=None, min_seconds=0.5, batch_
         dtype,
         sec,
         gemm,
-        peer_run.device,
+        device,
         batch=batch_size,
         kind="peer",
         compile_seconds=compile_s,

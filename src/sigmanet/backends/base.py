@@ -196,6 +196,9 @@ class Backend:
             "bytes), or a smaller table."
         )
 
+    def release_memory(self) -> None:
+        """Give cached device memory back (CuPy's pool); nothing to do on the CPU."""
+
     def limits(self):
         """Context bounding the threads of this backend's libraries."""
         if self.threads is None:
@@ -342,6 +345,8 @@ class GemmTrainer(Trainer):
     deltas for k >= 1, ``W[k]`` (n_k, n_{k+1}), ``g[k]`` its step.
     """
 
+    uses_scratch = True  # tmp[k] (m, n_k) buffers for the epilogues
+
     def __init__(self, backend: Backend, weights, biases, X, y, config: TrainConfig):
         xp = self.xp = backend.xp
         self.backend = backend
@@ -356,7 +361,8 @@ class GemmTrainer(Trainer):
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
         self.a = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
         self.d = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
-        self.tmp = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
+        # scratch for the NumPy epilogues; a backend whose epilogues are fused kernels needs none
+        self.tmp = [None] + [xp.empty((m, n), dt) if self.uses_scratch else None for n in sizes[1:]]
         self.g = [xp.empty_like(w) for w in self.W]
         self.gb: list[Any] | None = None if self.b is None else [xp.empty_like(b) for b in self.b]
 
@@ -404,7 +410,7 @@ class GemmTrainer(Trainer):
         return (
             [self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]],
             [None] + [buf[:m] for buf in self.d[1:]],
-            [None] + [buf[:m] for buf in self.tmp[1:]],
+            [None] + [None if buf is None else buf[:m] for buf in self.tmp[1:]],
             self.y[r0:r1],
         )
 

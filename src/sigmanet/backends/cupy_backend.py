@@ -26,8 +26,12 @@ import numpy as np
 
 from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, kernel_options, step_scale
 
-SMALL_LIMIT = 1 << 16  # multiply-adds per iteration up to which one launch runs the interval
-GRAPH_LIMIT = 1 << 24  # up to which one full-batch iteration is replayed as a CUDA graph
+# Limits in multiply-adds per iteration, from crossovers measured on an H100
+# (benchmarks/strategy_crossover.py; docs/perf-notes.md has the table):
+# one launch beat the graph up to 256 x 16-32-4 (164K) and tied at 655K; the
+# graph beat eager cuBLAS at 8192 x 64-256-16 (168M), lost 3x at 1.3G.
+SMALL_LIMIT = 1 << 19  # up to which one launch runs the interval (if its state fits in shared memory)
+GRAPH_LIMIT = 200_000_000  # up to which one full-batch iteration is replayed as a CUDA graph
 MAX_BLOCK = 1024
 MAX_LAUNCH_ITERATIONS = 1 << 30  # one launch's iterations (an int32 in the kernel)
 
@@ -109,6 +113,8 @@ class CupyGemmTrainer(GemmTrainer):
     launch is queued.
     """
 
+    uses_scratch = False  # the epilogues are fused kernels
+
     def __init__(self, backend, weights, biases, X, y, config, use_graph=False):
         super().__init__(backend, weights, biases, X, y, config)
         xp, dt = self.xp, self.W[0].dtype
@@ -116,6 +122,7 @@ class CupyGemmTrainer(GemmTrainer):
         self.err = xp.zeros(1, np.float64)
         self.err_first = xp.zeros(1, np.float64)
         self.err_count = 0  # elements the device error sums over (0: none asked this interval)
+        self.err_wanted = False  # the next output_delta adds sum |y - a| to err
         m = self.a[1].shape[0]
         # bias gradients are ones.T @ d: a GEMM (cuBLAS, or ours in the graph), no reduction kernel
         self.ones = None if self.b is None else xp.ones((m, 1), dt)
@@ -138,15 +145,14 @@ class CupyGemmTrainer(GemmTrainer):
         self.kernels.forward_sigmoid(z, None if self.b is None else self.b[k])
 
     def error(self, y, a, tmp):
-        # summed on the device by output_delta, next; read at the interval's end
+        # summed on the device by the output_delta launch that follows; read at the interval's end
         self.err.fill(0)
-        self.err_count = a.size
+        self.err_count, self.err_wanted = a.size, True
         return float("nan")
 
     def output_delta(self, y, a, d, tmp):
-        err = None
-        if self.err_count:
-            err, self.err_count = self.err, -self.err_count  # negative: summed, waiting to be read
+        err = self.err if self.err_wanted else None
+        self.err_wanted = False
         self.kernels.output_delta(y, a, d, self.config.loss == "bce", err)
 
     def hidden_delta(self, d, a, tmp):
@@ -162,12 +168,12 @@ class CupyGemmTrainer(GemmTrainer):
 
     def _take_error(self):
         """The device-summed error of this interval's first iteration, as mean |y - out| (one read)."""
-        count, self.err_count = -self.err_count, 0
-        return float(self.err.get()[0]) / count if count > 0 else float("nan")
+        count, self.err_count = self.err_count, 0
+        return float(self.err.get()[0]) / count if count else float("nan")
 
     def gradient_sums(self):
         grads, bias_grads, _ = super().gradient_sums()
-        count = -self.err_count
+        count = self.err_count
         return grads, bias_grads, self._take_error() * count
 
     # -- one iteration of our own kernels, for graph capture --
@@ -271,6 +277,11 @@ class CupyBackend(Backend):
     def limits(self):
         return contextlib.nullcontext()
 
+    def release_memory(self):
+        """Hand the blocks CuPy's pool keeps cached back to the driver (between benchmark records)."""
+        self.synchronize()
+        _cupy().get_default_memory_pool().free_all_blocks()
+
     def memory_peak(self, run) -> int:
         """Bytes allocated on the device while ``run()`` executes (through CuPy's allocator)."""
         cp = _cupy()
@@ -299,8 +310,8 @@ class CupyBackend(Backend):
         units = sum(w.shape[1] for w in weights)
         uploads = sum(0 if array_namespace(a) is not np else int(np.prod(a.shape)) * dt_.itemsize for a in (X, y))
         self.check_memory(
-            3 * rows * units * dt_.itemsize + uploads,
-            f"device buffers: 3 x {rows} rows x {units} units x {dt_.itemsize} bytes, plus X and y "
+            2 * rows * units * dt_.itemsize + uploads,
+            f"device buffers: 2 x {rows} rows x {units} units x {dt_.itemsize} bytes, plus X and y "
             "uploaded from the host",
         )
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
