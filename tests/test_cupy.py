@@ -221,3 +221,65 @@ def test_an_interval_longer_than_one_launch_is_split_exactly(monkeypatch):
     assert isinstance(split, cupy_backend.FusedGpuTrainer)
     assert split.run(5, 50) == err_whole
     np.testing.assert_array_equal(split.weights()[0][0], whole.weights()[0][0])
+
+
+@pytest.mark.parametrize("tiles", [(1, 1), (8, 8), (8, 1), (1, 8), (2, 4)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_tiled_every_tile_and_epilogue_matches_numpy(cp, tiles, dtype):
+    """Our graph-path GEMM: every op(A) @ op(B), epilogue and register tile, on shapes that leave ragged edges."""
+    from sigmanet.backends._cuda import kernels
+
+    K_ = kernels(dtype)
+    rng = np.random.default_rng(7)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
+    for M, N, K in [(37, 70, 129), (300, 5, 17), (1, 140, 600)]:
+        A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+        want = A.astype(np.float64) @ B
+        for ta, tb in [(False, False), (True, False), (False, True)]:
+            dA = cp.asarray(A.T.copy() if ta else A)
+            dB = cp.asarray(B.T.copy() if tb else B)
+            C = cp.full((M, N), np.nan, dtype)
+            K_.gemm(dA, dB, C, ta=ta, tb=tb, tiles=tiles)
+            np.testing.assert_allclose(C.get(), want, **tol)
+            if ta:  # split over K: partials that sgd_update sums into w
+                parts = cp.full((3, M, N), np.nan, dtype)
+                K_.gemm(dA, dB, parts, ta=True, tiles=tiles)
+                np.testing.assert_allclose(parts.get().sum(axis=0), want, **tol)
+                W0 = rng.standard_normal((M, N)).astype(dtype)
+                W = cp.asarray(W0)
+                K_.sgd_update(W, parts, 0.5)
+                np.testing.assert_allclose(W.get(), W0 + 0.5 * want, **tol)
+                W = cp.asarray(W0)
+                K_.gemm(dA, dB, W, ta=True, epilogue="sgd", scale=0.5, tiles=tiles)
+                np.testing.assert_allclose(W.get(), W0 + 0.5 * want, **tol)
+            elif tb:
+                act = rng.random((M, N)).astype(dtype)
+                K_.gemm(dA, dB, C, tb=True, epilogue="dsigmoid", E=cp.asarray(act), tiles=tiles)
+                np.testing.assert_allclose(C.get(), want * act * (1 - act), **tol)
+            else:
+                bias = rng.standard_normal(N).astype(dtype)
+                K_.gemm(dA, dB, C, epilogue="sigmoid", E=cp.asarray(bias), tiles=tiles)
+                np.testing.assert_allclose(C.get(), 1 / (1 + np.exp(-(want + bias))), **tol)
+                K_.gemm(dA, dB, C, epilogue="sigmoid", tiles=tiles)
+                np.testing.assert_allclose(C.get(), 1 / (1 + np.exp(-want)), **tol)
+
+
+@pytest.mark.parametrize("layers,batch_size", [([3, 4, 1], None), ([5, 8, 9, 3, 2], 7), ([4, 6, 2], 3)])
+def test_the_kernel_compiled_for_a_shape_matches_the_generic_one(layers, batch_size, monkeypatch):
+    from sigmanet.backends import cupy_backend
+
+    X, y = make_table(40, layers[0], layers[-1], seed=3)
+    rng = np.random.default_rng(2)
+    w = sn.Network(layers, seed=5).weights
+    biases = [rng.standard_normal(n) for n in layers[1:]]
+    cfg = TrainConfig(reduction="mean", batch_size=batch_size)
+    b = get_backend("cupy")
+    fixed = b.trainer(w, biases, X, y, cfg)
+    monkeypatch.setattr(cupy_backend, "FIXED_SHAPE_WIDTH", 0)
+    generic = b.trainer(w, biases, X, y, cfg)
+    assert isinstance(fixed, cupy_backend.FusedGpuTrainer) and fixed.fixed_shape == tuple(layers)
+    assert isinstance(generic, cupy_backend.FusedGpuTrainer) and generic.fixed_shape is None
+    np.testing.assert_allclose(fixed.run(3, 30), generic.run(3, 30), rtol=1e-12)
+    (wf, bf), (wg, bg) = fixed.weights(), generic.weights()
+    for a, c in zip(wf + bf, wg + bg, strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)

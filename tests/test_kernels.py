@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sigmanet.backends._cuda import KERNEL_FILE, compile_options, kernel_dir, name_expressions
+from sigmanet.backends._cuda import KERNEL_FILE, compile_options, fixed_shape_name, kernel_dir, name_expressions
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "kernels").glob("*.cu"))
@@ -24,13 +24,26 @@ def test_kernel_sources_exist_and_are_found():
     assert (kernel_dir() / KERNEL_FILE).is_file()
 
 
+def _instances(every_gemm):
+    """Every up-front instance, a shape-fixed train_small, and every gemm_tiled (or its extreme tiles)."""
+    names = []
+    for T in ("float", "double"):
+        names += name_expressions(T, all_gemms=True) + [
+            fixed_shape_name(T, [3, 4, 1]),
+            fixed_shape_name(T, [5, 8, 9, 3, 2]),
+        ]
+    return [n for n in names if every_gemm or "gemm" not in n or ", 1, 1, " in n or ", 8, 8, " in n]
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
-@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+@pytest.mark.parametrize(
+    "arch,every_gemm", [("sm_90", False), ("sm_80", False), pytest.param("sm_90", True, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
-def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch):
+def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch, every_gemm):
     # Taking each instance's address forces nvcc to instantiate and compile it,
     # as NVRTC does at run time for CuPy's name_expressions.
-    instances = name_expressions("float") + name_expressions("double")
+    instances = _instances(every_gemm)
     unit = tmp_path / "unit.cu"
     unit.write_text(
         f'#include "{source}"\n'

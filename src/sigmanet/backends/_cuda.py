@@ -29,12 +29,48 @@ def compile_options() -> tuple[str, ...]:
 
 
 _NAMES = ("forward_sigmoid", "output_delta", "hidden_delta", "sgd_update", "train_small")
-_GEMMS = {(0, 0): "gemm_tiled<{T}, 0, 0>", (1, 0): "gemm_tiled<{T}, 1, 0>", (0, 1): "gemm_tiled<{T}, 0, 1>"}
+# gemm_tiled's epilogues (SN_EPI_* in the source), and which op(A) @ op(B) each goes with
+EPILOGUES = {"store": 0, "sigmoid": 1, "dsigmoid": 2, "sgd": 3}
+_GEMM_EPILOGUES = {(0, 0): ("store", "sigmoid"), (0, 1): ("store", "dsigmoid"), (1, 0): ("store", "sgd")}
+TILE_FACTORS = (1, 2, 4, 8)  # each thread computes RM x RN outputs of a (16 RM) x (16 RN) tile
 
 
-def name_expressions(T: str) -> list[str]:
-    """The template instances compiled for C type ``T`` ("float" or "double")."""
-    return [f"{n}<{T}>" for n in _NAMES] + [g.format(T=T) for g in _GEMMS.values()]
+def gemm_name(T: str, ta: int, tb: int, rm: int, rn: int, epilogue: str) -> str:
+    """The template instance of gemm_tiled for these options."""
+    return f"gemm_tiled<{T}, {ta}, {tb}, {rm}, {rn}, {EPILOGUES[epilogue]}>"
+
+
+def name_expressions(T: str, all_gemms: bool = False) -> list[str]:
+    """The template instances compiled up front for C type ``T`` ("float" or "double").
+
+    gemm_tiled's instances are compiled when first used (:meth:`Kernels.gemm`);
+    ``all_gemms`` adds every one of them (the nvcc compile test).
+    """
+    names = [f"{n}<{T}>" for n in _NAMES]
+    if all_gemms:
+        names += [
+            gemm_name(T, ta, tb, rm, rn, epi)
+            for (ta, tb), epis in _GEMM_EPILOGUES.items()
+            for epi in epis
+            for rm in TILE_FACTORS
+            for rn in TILE_FACTORS
+        ]
+    return names
+
+
+MAX_FIXED_LAYERS = 4  # train_small's compile-time shapes (SnShape in the source) go up to 4 layers
+
+
+def fixed_shape_name(T: str, sizes) -> str:
+    """train_small's instance with the layer sizes n_0..n_L fixed at compile time."""
+    if not 1 <= len(sizes) - 1 <= MAX_FIXED_LAYERS:
+        raise ValueError(f"a fixed shape has 1 to {MAX_FIXED_LAYERS} layers, got sizes {list(sizes)}")
+    return f"train_small<{T}, {len(sizes) - 1}, {', '.join(str(int(n)) for n in sizes)}>"
+
+
+def tile_factor(n: int) -> int:
+    """The largest of TILE_FACTORS whose 16-wide tile side ``n`` fills."""
+    return max(f for f in TILE_FACTORS if f == 1 or n >= 16 * f)
 
 
 def kernel_dir() -> Path:
@@ -65,8 +101,9 @@ class Kernels:
         self.module = cupy.RawModule(
             code=kernel_source(), options=compile_options(), name_expressions=name_expressions(T)
         )
+        self.T = T
         self.fn = {n: self.module.get_function(f"{n}<{T}>") for n in _NAMES}
-        self.gemm_fn = {k: self.module.get_function(g.format(T=T)) for k, g in _GEMMS.items()}
+        self.lazy: dict = {}  # instances compiled at first use: gemm_tiled's, train_small's per shape
         self.scalar = self.dtype.type
         self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
 
@@ -111,32 +148,70 @@ class Kernels:
             self._grid(w.size), (self.block_size,), (w, g, self.scalar(scale), np.int64(w.size), np.int32(splits))
         )
 
+    def gemm_tiles(self, M, N, split=False):
+        """(RM, RN) for an (M, N) output: big register tiles where they are full, smaller ones where
+        the grid would otherwise leave multiprocessors idle (unless K is split to fill them)."""
+        rm, rn = tile_factor(M), tile_factor(N)
+        while not split and (rm > 1 or rn > 1) and -(-M // (16 * rm)) * -(-N // (16 * rn)) < self.sm_count:
+            if rm >= rn:
+                rm //= 2
+            else:
+                rn //= 2
+        return rm, rn
+
     def gemm_splits(self, M, N, K):
-        """How many partial sums a (M, N, K) GEMM's K is split into: enough blocks to fill the device.
+        """How many partial sums a weight gradient's (M, N, K) GEMM splits K into: enough blocks to fill
+        the device, each part at least 256 rows. Without a split, a 3x4 output is one block walking
+        every row of the batch."""
+        rm, rn = self.gemm_tiles(M, N, split=True)
+        tiles = -(-M // (16 * rm)) * -(-N // (16 * rn))
+        return int(max(1, min(K // 256, -(-2 * self.sm_count // tiles))))
 
-        A weight gradient's K is the batch's rows: without a split, a 3x4 output
-        is one block walking every row. Each part keeps at least 256 rows.
-        """
-        tiles = -(-M // 16) * -(-N // 16)
-        return int(max(1, min(K // 256, -(-4 * self.sm_count // tiles))))
+    def instance(self, name):
+        """A template instance compiled at its first use (NVRTC; CuPy also caches it on disk)."""
+        if name not in self.lazy:
+            import cupy
 
-    def gemm(self, A, B, C, ta=False, tb=False):
-        """C = op(A) @ op(B) with our tiled kernel (capturable in a CUDA graph, unlike cuBLAS through CuPy).
+            module = cupy.RawModule(code=kernel_source(), options=compile_options(), name_expressions=[name])
+            self.lazy[name] = module.get_function(name)
+        return self.lazy[name]
 
-        C is (M, N), or (splits, M, N): then each part sums a slice of K, and
-        :meth:`sgd_update` adds the parts.
+    def gemm(self, A, B, C, ta=False, tb=False, epilogue="store", E=None, scale=1.0, tiles=None):
+        """C = op(A) @ op(B) through gemm_tiled, then the epilogue (see the SN_EPI_* in the source).
+
+        Our own kernel, so a whole iteration can be captured in a CUDA graph
+        (CuPy refuses cuBLAS during capture). With ``epilogue="store"`` C may be
+        (splits, M, N): each part sums a slice of K, and :meth:`sgd_update`
+        adds the parts. ``E``: the bias for "sigmoid" (or None), the
+        activations for "dsigmoid"; ``scale``: the step for "sgd"; ``tiles``:
+        (RM, RN) instead of :meth:`gemm_tiles`' choice (the tests try them all).
         """
         self._check(A, B, C)
         M, N = C.shape[-2:]
         splits = 1 if C.ndim == 2 else C.shape[0]
         K = A.shape[0] if ta else A.shape[1]
-        if max(M, N, K) >= 2**31 - 16:
+        assert (A.shape[1] if ta else A.shape[0]) == M and (B.shape[0] if tb else B.shape[1]) == N
+        assert (B.shape[1] if tb else B.shape[0]) == K and (splits == 1 or epilogue == "store")
+        if max(M, N, K) >= 2**31 - 256:
             raise ValueError(f"gemm_tiled indexes with 32-bit ints: ({M}, {N}, {K}) is too large")
+        if E is not None:
+            self._check(E)
+        rm, rn = tiles or self.gemm_tiles(M, N, split=splits > 1)
         kc = -(-K // (16 * splits)) * 16
-        self.gemm_fn[(int(ta), int(tb))](
-            ((M + 15) // 16, (N + 15) // 16, splits),
+        self.instance(gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue))(
+            ((M + 16 * rm - 1) // (16 * rm), (N + 16 * rn - 1) // (16 * rn), splits),
             (16, 16),
-            (np.int32(M), np.int32(N), np.int32(K), np.int32(kc), A, B, C),
+            (
+                np.int32(M),
+                np.int32(N),
+                np.int32(K),
+                np.int32(kc),
+                A,
+                B,
+                C,
+                E if E is not None else np.uint64(0),
+                self.scalar(scale),
+            ),
         )
 
     def static_shared_bytes(self) -> int:
@@ -161,9 +236,15 @@ class Kernels:
         err,
         block_size,
         shared_bytes,
+        fixed_shape=None,
     ):
-        """A report interval in one launch; arguments in the fused kernels' common order (as numba's)."""
-        fn = self.fn["train_small"]
+        """A report interval in one launch; arguments in the fused kernels' common order (as numba's).
+
+        ``fixed_shape``: the layer sizes (on the host, equal to ``sizes``) to
+        run the instance compiled for (:func:`fixed_shape_name`), whose loops
+        unroll; None: the instance that reads them at run time.
+        """
+        fn = self.instance(fixed_shape_name(self.T, fixed_shape)) if fixed_shape else self.fn["train_small"]
         if shared_bytes + fn.shared_size_bytes > 48 * 1024:
             fn.max_dynamic_shared_size_bytes = shared_bytes
         fn(

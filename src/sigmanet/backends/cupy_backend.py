@@ -24,6 +24,7 @@ import contextlib
 
 import numpy as np
 
+from ._cuda import MAX_FIXED_LAYERS
 from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, kernel_options, step_scale
 
 # Limits in multiply-adds per iteration, from crossovers measured on an H100
@@ -33,6 +34,7 @@ from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, 
 SMALL_LIMIT = 1 << 19  # up to which one launch runs the interval (if its state fits in shared memory)
 GRAPH_LIMIT = 200_000_000  # up to which one full-batch iteration is replayed as a CUDA graph
 MAX_BLOCK = 1024
+FIXED_SHAPE_WIDTH = 64  # nets this narrow (and at most MAX_FIXED_LAYERS deep) get a kernel compiled for their shape
 MAX_LAUNCH_ITERATIONS = 1 << 30  # one launch's iterations (an int32 in the kernel)
 
 
@@ -70,6 +72,9 @@ class FusedGpuTrainer(Trainer):
         self.shared_bytes = shared_bytes
         rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
         work = rows * max(self.sizes_host)
+        # tiny nets run the kernel compiled for their shape (one compile per shape, cached on disk)
+        small = len(self.sizes_host) - 1 <= MAX_FIXED_LAYERS and max(self.sizes_host) <= FIXED_SHAPE_WIDTH
+        self.fixed_shape = tuple(self.sizes_host) if small else None
         self.block_size = int(min(MAX_BLOCK, max(32, -(-work // 32) * 32)))
 
     def run(self, start, iterations):
@@ -88,6 +93,7 @@ class FusedGpuTrainer(Trainer):
                 err=self.err if done == 0 else self.err_later,
                 block_size=self.block_size,
                 shared_bytes=self.shared_bytes,
+                fixed_shape=self.fixed_shape,
             )
             done += count
         return float(self.err.get()[0]) / ((r1 - r0) * self.sizes_host[-1])
@@ -130,14 +136,15 @@ class CupyGemmTrainer(GemmTrainer):
         self.graph = None
         self.graph_error = None  # why capture failed, if it did
         self.stream = None
-        if self.use_graph:  # split partial sums for our weight-gradient GEMMs (see Kernels.gemm_splits)
+        if self.use_graph:  # partial sums where a weight-gradient GEMM splits its rows (Kernels.gemm_splits)
             K = self.kernels
-            self.g_parts = [xp.empty((K.gemm_splits(*w.shape, m), *w.shape), dt) for w in self.W]
-            self.gb_parts = (
-                None
-                if self.b is None
-                else [xp.empty((K.gemm_splits(1, w.shape[1], m), 1, w.shape[1]), dt) for w in self.W]
-            )
+
+            def parts(n_in, n_out):
+                splits = K.gemm_splits(n_in, n_out, m)
+                return xp.empty((splits, n_in, n_out), dt) if splits > 1 else None
+
+            self.g_parts = [parts(*w.shape) for w in self.W]
+            self.gb_parts = None if self.b is None else [parts(1, w.shape[1]) for w in self.W]
 
     # -- fused epilogues (GemmTrainer.run calls these around xp.matmul) --
 
@@ -179,22 +186,27 @@ class CupyGemmTrainer(GemmTrainer):
     # -- one iteration of our own kernels, for graph capture --
 
     def _iteration_own_kernels(self):
+        """One full-batch iteration in our own kernels, each GEMM with its epilogue fused in."""
         K, L, cfg = self.kernels, len(self.W), self.config
         a = [self.X] + self.a[1:]
         for k in range(L):
-            K.gemm(a[k], self.W[k], a[k + 1])
-            K.forward_sigmoid(a[k + 1], None if self.b is None else self.b[k])
+            K.gemm(a[k], self.W[k], a[k + 1], epilogue="sigmoid", E=None if self.b is None else self.b[k])
         K.output_delta(self.y, a[L], self.d[L], cfg.loss == "bce", self.err)
         for k in range(L - 1, 0, -1):
-            K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True)
-            K.hidden_delta(self.d[k], a[k])
+            K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True, epilogue="dsigmoid", E=a[k])
         scale = step_scale(cfg, self.n_rows)
-        for k in range(L):
-            K.gemm(a[k], self.d[k + 1], self.g_parts[k], ta=True)
-            K.sgd_update(self.W[k], self.g_parts[k], scale)
+        for k in range(L):  # every delta is computed: the steps may go in place
+            self._step(self.W[k], a[k], self.d[k + 1], self.g_parts[k], scale)
             if self.b is not None:
-                K.gemm(self.ones, self.d[k + 1], self.gb_parts[k], ta=True)
-                K.sgd_update(self.b[k], self.gb_parts[k], scale)
+                self._step(self.b[k].reshape(1, -1), self.ones, self.d[k + 1], self.gb_parts[k], scale)
+
+    def _step(self, w, a_in, d_out, parts, scale):
+        """w += scale * a_in.T @ d_out: in the GEMM's epilogue, or through split partials."""
+        if parts is None:
+            self.kernels.gemm(a_in, d_out, w, ta=True, epilogue="sgd", scale=scale)
+        else:
+            self.kernels.gemm(a_in, d_out, parts, ta=True)
+            self.kernels.sgd_update(w, parts.reshape(parts.shape[0], *w.shape), scale)
 
     def _capture(self):
         cp = self.xp
