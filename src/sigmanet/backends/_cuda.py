@@ -176,7 +176,7 @@ class Kernels:
             self.lazy[name] = module.get_function(name)
         return self.lazy[name]
 
-    def gemm(self, A, B, C, ta=False, tb=False, epilogue="store", E=None, scale=1.0, tiles=None):
+    def gemm(self, A, B, C, ta=False, tb=False, epilogue="store", E=None, scale=1.0, tiles=None, compile_only=False):
         """C = op(A) @ op(B) through gemm_tiled, then the epilogue (see the SN_EPI_* in the source).
 
         Our own kernel, so a whole iteration can be captured in a CUDA graph
@@ -184,7 +184,9 @@ class Kernels:
         (splits, M, N): each part sums a slice of K, and :meth:`sgd_update`
         adds the parts. ``E``: the bias for "sigmoid" (or None), the
         activations for "dsigmoid"; ``scale``: the step for "sgd"; ``tiles``:
-        (RM, RN) instead of :meth:`gemm_tiles`' choice (the tests try them all).
+        (RM, RN) instead of :meth:`gemm_tiles`' choice (the tests try them all);
+        ``compile_only``: compile the instance and launch nothing (before a
+        graph capture, which must not load modules).
         """
         self._check(A, B, C)
         M, N = C.shape[-2:]
@@ -198,7 +200,10 @@ class Kernels:
             self._check(E)
         rm, rn = tiles or self.gemm_tiles(M, N, split=splits > 1)
         kc = -(-K // (16 * splits)) * 16
-        self.instance(gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue))(
+        fn = self.instance(gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue))
+        if compile_only:
+            return
+        fn(
             ((M + 16 * rm - 1) // (16 * rm), (N + 16 * rn - 1) // (16 * rn), splits),
             (16, 16),
             (

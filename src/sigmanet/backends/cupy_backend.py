@@ -185,33 +185,41 @@ class CupyGemmTrainer(GemmTrainer):
 
     # -- one iteration of our own kernels, for graph capture --
 
-    def _iteration_own_kernels(self):
-        """One full-batch iteration in our own kernels, each GEMM with its epilogue fused in."""
+    def _iteration_own_kernels(self, compile_only=False):
+        """One full-batch iteration in our own kernels, each GEMM with its epilogue fused in.
+
+        ``compile_only``: compile the GEMM instances it needs and launch nothing.
+        """
         K, L, cfg = self.kernels, len(self.W), self.config
+        launch = not compile_only
         a = [self.X] + self.a[1:]
         for k in range(L):
-            K.gemm(a[k], self.W[k], a[k + 1], epilogue="sigmoid", E=None if self.b is None else self.b[k])
-        K.output_delta(self.y, a[L], self.d[L], cfg.loss == "bce", self.err)
+            bias = None if self.b is None else self.b[k]
+            K.gemm(a[k], self.W[k], a[k + 1], epilogue="sigmoid", E=bias, compile_only=compile_only)
+        if launch:
+            K.output_delta(self.y, a[L], self.d[L], cfg.loss == "bce", self.err)
         for k in range(L - 1, 0, -1):
-            K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True, epilogue="dsigmoid", E=a[k])
+            K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True, epilogue="dsigmoid", E=a[k], compile_only=compile_only)
         scale = step_scale(cfg, self.n_rows)
         for k in range(L):  # every delta is computed: the steps may go in place
-            self._step(self.W[k], a[k], self.d[k + 1], self.g_parts[k], scale)
+            self._step(self.W[k], a[k], self.d[k + 1], self.g_parts[k], scale, compile_only)
             if self.b is not None:
-                self._step(self.b[k].reshape(1, -1), self.ones, self.d[k + 1], self.gb_parts[k], scale)
+                self._step(self.b[k].reshape(1, -1), self.ones, self.d[k + 1], self.gb_parts[k], scale, compile_only)
 
-    def _step(self, w, a_in, d_out, parts, scale):
+    def _step(self, w, a_in, d_out, parts, scale, compile_only):
         """w += scale * a_in.T @ d_out: in the GEMM's epilogue, or through split partials."""
         if parts is None:
-            self.kernels.gemm(a_in, d_out, w, ta=True, epilogue="sgd", scale=scale)
+            self.kernels.gemm(a_in, d_out, w, ta=True, epilogue="sgd", scale=scale, compile_only=compile_only)
         else:
-            self.kernels.gemm(a_in, d_out, parts, ta=True)
-            self.kernels.sgd_update(w, parts.reshape(parts.shape[0], *w.shape), scale)
+            self.kernels.gemm(a_in, d_out, parts, ta=True, compile_only=compile_only)
+            if not compile_only:
+                self.kernels.sgd_update(w, parts.reshape(parts.shape[0], *w.shape), scale)
 
     def _capture(self):
         cp = self.xp
         self.stream = cp.cuda.Stream(non_blocking=True)
         try:
+            self._iteration_own_kernels(compile_only=True)  # module loads stay out of the capture
             with self.stream:
                 self.stream.begin_capture()
                 try:
