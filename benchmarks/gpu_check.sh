@@ -12,10 +12,13 @@
 #   2. every CuPy test (-k cupy: the agreement tests through the fused, graph and
 #      eager engines, the property tests, tests/test_cupy.py with the checks for
 #      the leads in shared/GPU-REVIEW.md), log in pytest.log;
-#   3. strategy crossovers (fused / graph / eager) for SMALL_LIMIT and GRAPH_LIMIT;
+#   3. the seed run's time per iteration, and (unless SKIP_NCU is set) ncu's
+#      view of where the single-launch kernel's warp waits;
 #   4. sigmanet bench on the GPU with the GPU peers (PyTorch eager and CUDA graph,
 #      JAX), 4 rows to 4M: results.json and throughput.png;
-#   5. a short summary table last (the device tool returns the output's tail).
+#   5. a short summary table of the bench;
+#   6. strategy crossovers (fused / graph / eager) for SMALL_LIMIT and GRAPH_LIMIT,
+#      last: each row prints as it is measured, so a cut-short run keeps the rest.
 # Files under $OUT (the device tool brings back 8 at most): device.json,
 # pytest.log, crossover.json, bench.log, gpu-float32/{results.json,throughput.png}.
 set -uo pipefail
@@ -71,10 +74,6 @@ rc=$?
 tail -n 25 "$OUT/pytest.log"
 [ "$rc" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc (124: timed out)"; status=1; }
 
-echo "== 3. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
-timeout 90 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
-    || status=1
-
 echo "== 3b. the seed run (60000 iterations of 3-4-1 on 4 rows), compile excluded"
 timeout 60 "$PY" - <<'EOF' || status=1
 import time
@@ -92,7 +91,7 @@ for dtype in ("float64", "float32"):
     print(f"seed run {dtype}: {min(best) / 60000 * 1e6:.3f} us/iteration (best of 5; {type(tr).__name__}, "
           f"block {tr.block_size})")
 EOF
-if command -v ncu >/dev/null; then
+if [ -z "${SKIP_NCU:-}" ] && command -v ncu >/dev/null; then
     echo "== 3c. ncu: where the single-launch kernel's warps wait (seed shape, float64)"
     timeout 90 ncu --section WarpStateStats --section SchedulerStats --section LaunchStats -k regex:train_small -c 1 \
         "$PY" -c "
@@ -109,6 +108,10 @@ timeout 240 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,ja
     --sizes 4,1024,65536,1048576,4194304 --seconds 0.2 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
     || { echo "gpu_check: bench failed or timed out"; status=1; }
 tail -n 30 "$OUT/bench.log"
+
+echo "== 6. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
+timeout 90 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
+    || status=1
 
 echo "== 5. summary"
 "$PY" - "$OUT" <<'EOF' || true

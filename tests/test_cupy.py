@@ -78,10 +78,10 @@ def test_device_name_is_reported():
 # -- checks for the leads of shared/GPU-REVIEW.md (each fails where the lead is real) --
 
 
-def _agree_with_numpy(layers, rows, dtype="float32", iterations=3, **fit):
+def _agree_with_numpy(layers, rows, dtype="float32", iterations=3, bias=False, **fit):
     X, y = make_table(rows, layers[0], layers[-1], seed=1, dtype=dtype)
-    ref = sn.Network(layers, backend="numpy", seed=3, dtype=dtype)
-    net = sn.Network(layers, backend="cupy", seed=3, dtype=dtype)
+    ref = sn.Network(layers, backend="numpy", seed=3, dtype=dtype, bias=bias)
+    net = sn.Network(layers, backend="cupy", seed=3, dtype=dtype, bias=bias)
     h_ref = ref.fit(X, y, iterations=iterations, report_every=1, reduction="mean", **fit)
     h = net.fit(X, y, iterations=iterations, report_every=1, reduction="mean", **fit)
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == "float32" else dict(rtol=1e-9, atol=1e-12)
@@ -283,3 +283,14 @@ def test_the_kernel_compiled_for_a_shape_matches_the_generic_one(layers, batch_s
     (wf, bf), (wg, bg) = fixed.weights(), generic.weights()
     for a, c in zip(wf + bf, wg + bg, strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("layers", [[8, 48, 40, 3], [6, 20, 12, 2]])
+def test_eager_deltas_through_cublas_and_our_gemm_agree_with_numpy(layers, monkeypatch):
+    """The eager path takes our GEMM for a delta when the next layer is narrow, cuBLAS when it is wide."""
+    from sigmanet.backends import cupy_backend
+
+    monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
+    monkeypatch.setattr(cupy_backend, "GRAPH_LIMIT", -1)
+    _agree_with_numpy(layers, 300, dtype="float64", iterations=5, bias=True)
+    _agree_with_numpy(layers, 300, dtype="float32", iterations=5, batch_size=64)

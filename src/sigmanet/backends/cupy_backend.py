@@ -32,8 +32,9 @@ from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, 
 # one launch beat the graph up to 256 x 16-32-4 (164K) and tied at 655K; the
 # graph beat eager cuBLAS at 8192 x 64-256-16 (168M), lost 3x at 1.3G.
 SMALL_LIMIT = 1 << 19  # up to which one launch runs the interval (if its state fits in shared memory)
-GRAPH_LIMIT = 200_000_000  # up to which one full-batch iteration is replayed as a CUDA graph
+GRAPH_LIMIT = 400_000_000  # up to which one full-batch iteration is replayed as a CUDA graph
 MAX_BLOCK = 1024
+OWN_GEMM_MAX_K = 32  # the eager path's delta GEMMs this short in K go through our kernel (memory-bound)
 FIXED_SHAPE_WIDTH = 64  # nets this narrow (and at most MAX_FIXED_LAYERS deep) get a kernel compiled for their shape
 MAX_LAUNCH_ITERATIONS = 1 << 30  # one launch's iterations (an int32 in the kernel)
 
@@ -164,6 +165,15 @@ class CupyGemmTrainer(GemmTrainer):
 
     def hidden_delta(self, d, a, tmp):
         self.kernels.hidden_delta(d, a)
+
+    def backward_delta(self, k, d_next, d, a, tmp):
+        # A narrow next layer makes this GEMM a pass over memory: ours, with the
+        # sigmoid derivative in its epilogue, reads a and writes d once, where
+        # cuBLAS then hidden_delta move d three times (4 bytes of 6 per element).
+        if d_next.shape[1] <= OWN_GEMM_MAX_K:
+            self.kernels.gemm(d_next, self.W[k], d, tb=True, epilogue="dsigmoid", E=a)
+        else:
+            super().backward_delta(k, d_next, d, a, tmp)
 
     def update(self, k, a_in, d_out, scale):
         self.xp.matmul(a_in.T, d_out, out=self.g[k])
