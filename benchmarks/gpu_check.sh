@@ -74,7 +74,7 @@ rc=$?
 tail -n 25 "$OUT/pytest.log"
 [ "$rc" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc (124: timed out)"; status=1; }
 
-echo "== 3b. the seed run (60000 iterations of 3-4-1 on 4 rows), compile excluded"
+echo "== 3. the seed run (60000 iterations of 3-4-1 on 4 rows), compile excluded"
 timeout 60 "$PY" - <<'EOF' || status=1
 import time
 import sigmanet as sn
@@ -92,7 +92,7 @@ for dtype in ("float64", "float32"):
           f"block {tr.block_size})")
 EOF
 if [ -z "${SKIP_NCU:-}" ] && command -v ncu >/dev/null; then
-    echo "== 3c. ncu: where the single-launch kernel's warps wait (seed shape, float64)"
+    echo "== 3. ncu: where the single-launch kernel's warps wait (seed shape, float64)"
     timeout 90 ncu --section WarpStateStats --section SchedulerStats --section LaunchStats -k regex:train_small -c 1 \
         "$PY" -c "
 import sigmanet as sn
@@ -111,7 +111,7 @@ tail -n 30 "$OUT/bench.log"
 
 echo "== 6. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
 timeout 90 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
-    || status=1
+    2>&1 | tee "$OUT/crossover.log" || status=1
 
 echo "== 5. summary"
 "$PY" - "$OUT" <<'EOF' || true
