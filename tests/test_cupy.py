@@ -141,6 +141,7 @@ def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(monkeypatch
     from sigmanet.backends import cupy_backend
 
     monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", 1 << 62)
+    monkeypatch.setattr(cupy_backend, "SMALL_ROWS", 1 << 62)
     import cupy
 
     optin = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["sharedMemPerBlockOptin"]
@@ -286,8 +287,8 @@ def test_the_kernel_compiled_for_a_shape_matches_the_generic_one(layers, batch_s
 
 
 @pytest.mark.parametrize("layers", [[8, 48, 40, 3], [6, 20, 12, 2]])
-def test_eager_deltas_through_cublas_and_our_gemm_agree_with_numpy(layers, monkeypatch):
-    """The eager path takes our GEMM for a delta when the next layer is narrow, cuBLAS when it is wide."""
+def test_eager_path_with_bias_and_mini_batches_agrees_with_numpy(layers, monkeypatch):
+    """cuBLAS GEMMs, the fused epilogues and the bias GEMM (ones.T @ d), full batch and mini-batches."""
     from sigmanet.backends import cupy_backend
 
     monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)

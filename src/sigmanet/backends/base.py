@@ -425,13 +425,9 @@ class GemmTrainer(Trainer):
         # backward: deltas from the output down, all before any update
         self.output_delta(y, a[L], d[L], tmp[L])
         for k in range(L - 1, 0, -1):
-            self.backward_delta(k, d[k + 1], d[k], a[k], tmp[k])
+            xp.matmul(d[k + 1], self.W[k].T, out=d[k])
+            self.hidden_delta(d[k], a[k], tmp[k])
         return err
-
-    def backward_delta(self, k, d_next, d, a, tmp):
-        """d = (d_next @ W[k].T) * a*(1-a): the GEMM, then the hidden_delta epilogue."""
-        self.xp.matmul(d_next, self.W[k].T, out=d)
-        self.hidden_delta(d, a, tmp)
 
     def run(self, start: int, iterations: int) -> float:
         L, cfg = len(self.W), self.config

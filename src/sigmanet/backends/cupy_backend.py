@@ -27,14 +27,16 @@ import numpy as np
 from ._cuda import MAX_FIXED_LAYERS
 from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, kernel_options, step_scale
 
-# Limits in multiply-adds per iteration, from crossovers measured on an H100
-# (benchmarks/strategy_crossover.py; docs/perf-notes.md has the table):
-# one launch beat the graph up to 256 x 16-32-4 (164K) and tied at 655K; the
-# graph beat eager cuBLAS at 8192 x 64-256-16 (168M), lost 3x at 1.3G.
+# Limits from crossovers measured on an H100 (benchmarks/strategy_crossover.py;
+# docs/perf-notes.md has the tables). In multiply-adds per iteration: one
+# launch beat the graph up to 256 x 16-32-4 (164K MACs); the graph beat eager
+# cuBLAS up to 16384 x 64-256-16 (336M) and lost at 32768 (671M). In rows:
+# the single block's weight-gradient loop walks every row, and at 1024 rows of
+# 3-4-1 the graph won (18.4 us against 21.7).
 SMALL_LIMIT = 1 << 19  # up to which one launch runs the interval (if its state fits in shared memory)
+SMALL_ROWS = 512  # ... and a full batch has at most this many rows (mini-batches have no graph to go to)
 GRAPH_LIMIT = 400_000_000  # up to which one full-batch iteration is replayed as a CUDA graph
 MAX_BLOCK = 1024
-OWN_GEMM_MAX_K = 32  # the eager path's delta GEMMs this short in K go through our kernel (memory-bound)
 FIXED_SHAPE_WIDTH = 64  # nets this narrow (and at most MAX_FIXED_LAYERS deep) get a kernel compiled for their shape
 MAX_LAUNCH_ITERATIONS = 1 << 30  # one launch's iterations (an int32 in the kernel)
 
@@ -166,15 +168,6 @@ class CupyGemmTrainer(GemmTrainer):
     def hidden_delta(self, d, a, tmp):
         self.kernels.hidden_delta(d, a)
 
-    def backward_delta(self, k, d_next, d, a, tmp):
-        # A narrow next layer makes this GEMM a pass over memory: ours, with the
-        # sigmoid derivative in its epilogue, reads a and writes d once, where
-        # cuBLAS then hidden_delta move d three times (4 bytes of 6 per element).
-        if d_next.shape[1] <= OWN_GEMM_MAX_K:
-            self.kernels.gemm(d_next, self.W[k], d, tb=True, epilogue="dsigmoid", E=a)
-        else:
-            super().backward_delta(k, d_next, d, a, tmp)
-
     def update(self, k, a_in, d_out, scale):
         self.xp.matmul(a_in.T, d_out, out=self.g[k])
         self.kernels.sgd_update(self.W[k], self.g[k], scale)
@@ -265,7 +258,7 @@ class CupyGemmTrainer(GemmTrainer):
 class CupyBackend(Backend):
     name = "cupy"
     strategies = {
-        "fused": {"SMALL_LIMIT": 1 << 62},
+        "fused": {"SMALL_LIMIT": 1 << 62, "SMALL_ROWS": 1 << 62},
         "graph": {"SMALL_LIMIT": -1, "GRAPH_LIMIT": 1 << 62},
         "eager": {"SMALL_LIMIT": -1, "GRAPH_LIMIT": -1},
     }
@@ -352,11 +345,9 @@ class CupyBackend(Backend):
         optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id).get("sharedMemPerBlockOptin", 48 * 1024)
         from ._cuda import MAX_LAYERS
 
-        if (
-            macs <= SMALL_LIMIT
-            and len(sizes) - 1 <= MAX_LAYERS
-            and shared <= optin - _kernels(dt).static_shared_bytes()
-        ):
+        few_rows = rows <= SMALL_ROWS or config.batch_size is not None
+        fits = len(sizes) - 1 <= MAX_LAYERS and shared <= optin - _kernels(dt).static_shared_bytes()
+        if macs <= SMALL_LIMIT and few_rows and fits:
             return FusedGpuTrainer(self, weights, biases, X, y, config, shared)
         return CupyGemmTrainer(self, weights, biases, X, y, config, use_graph=macs <= GRAPH_LIMIT)
 
