@@ -3,19 +3,24 @@
 Data stays on the device for the whole fit: NumPy inputs are copied once,
 CuPy inputs are used as they are. Three strategies, by size:
 
-* small networks (``SMALL_LIMIT``, and the whole state fits in shared
+* small networks (``SMALL_LIMIT`` multiply-adds, a full batch of at most
+  ``SMALL_ROWS`` rows or any mini-batch, and the whole state fits in shared
   memory): :class:`FusedGpuTrainer` runs a report interval in one kernel
   launch (``train_small`` in kernels/sigmanet.cu), one thread block iterating
-  with block barriers.
-* medium (``GRAPH_LIMIT``, full batch): one iteration of our own tiled GEMMs
-  and fused epilogues is captured as a CUDA graph and replayed; CuPy refuses
-  cuBLAS during stream capture, hence GEMMs of our own. A capture that fails
-  falls back, once and for good, to the eager path.
-* large: :class:`CupyGemmTrainer` runs GEMMs through cuBLAS (CuPy's matmul,
-  into preallocated buffers) and each elementwise epilogue as one fused kernel.
+  with block barriers; nets of up to 4 layers and 64 units run an instance
+  compiled for their shape.
+* medium (``GRAPH_LIMIT``, full batch): one iteration of our own
+  register-tiled GEMMs, each with its epilogue fused in, is captured as a
+  CUDA graph and replayed; CuPy refuses cuBLAS during stream capture, hence
+  GEMMs of our own. A capture that fails falls back, once and for good, to
+  the eager path.
+* large, and mini-batches of medium nets: :class:`CupyGemmTrainer` runs GEMMs
+  through cuBLAS (CuPy's matmul, into preallocated buffers) and each
+  elementwise epilogue as one fused kernel.
 
-The limits are first guesses, to be tuned with ``sigmanet bench`` on a GPU
-(docs/perf-notes.md says what has been measured).
+The limits were measured on an H100 (docs/perf-notes.md and
+docs/benchmarks.md have the crossovers); ``benchmarks/strategy_crossover.py``
+measures them on another card.
 """
 
 from __future__ import annotations
