@@ -49,6 +49,8 @@ def _client():
 class DaskBackend(Backend):
     """A backend wrapped to take Dask arrays: checks are structural at once, values in one pass before training."""
 
+    shuffles_rows = False  # a new global order each epoch would move every chunk between workers
+
     def __init__(self, inner: Backend):
         super().__init__(inner.threads)
         self.inner = inner

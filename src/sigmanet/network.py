@@ -79,6 +79,34 @@ def init_weights(layers: Sequence[int], dtype: DTypeLike, seed: int | None, init
     return [w.astype(dtype) for w in ws]
 
 
+class _EpochOrder:
+    """Runs report intervals over shuffled epochs: each interval is cut at epoch ends, and the
+    trainer gets each epoch's row order before that epoch's first iteration."""
+
+    def __init__(self, trainer: Any, n_rows: int, batch_size: int, seed: int):
+        self.trainer, self.n_rows, self.seed = trainer, n_rows, seed
+        self.n_batches = -(-n_rows // batch_size)
+        self.epoch: int | None = None  # the epoch whose order the trainer holds
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Epoch ``epoch``'s permutation of the rows: a function of the seed and the epoch alone."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+
+    def run(self, start: int, iterations: int) -> float:
+        err, at, end = float("nan"), start, start + iterations
+        while at < end:
+            epoch = at // self.n_batches
+            if epoch != self.epoch:
+                self.trainer.set_row_order(self.order(epoch))
+                self.epoch = epoch
+            count = min(end, (epoch + 1) * self.n_batches) - at
+            e = self.trainer.run(at, count)
+            if at == start:
+                err = e  # the interval's first iteration, as unshuffled
+            at += count
+        return err
+
+
 class Network:
     """A fully connected sigmoid network, trained by the seed's backpropagation.
 
@@ -358,6 +386,7 @@ class Network:
         progress: Callable[[int], object] | None = None,
         report_seconds: float | None = None,
         warn_stuck: bool = True,
+        shuffle: bool | int = False,
     ) -> History:
         """Train by gradient descent; continues from the current weights.
 
@@ -378,7 +407,8 @@ class Network:
             (cross-entropy) drops the sigmoid derivative: ``y - out``.
         batch_size : int or None, default None
             None: full batch (the seed). Otherwise consecutive mini-batches in
-            row order, the last possibly short, visited in turn.
+            row order (or, with ``shuffle``, in each epoch's order), the last
+            possibly short, visited in turn.
         reduction : {"sum", "mean"}, default "sum"
             "sum" over examples (the seed); "mean" divides each step by the
             batch's rows, which keeps learning_rate ~1 stable on large data.
@@ -403,6 +433,20 @@ class Network:
             Warn (once) when the fit is stuck; see Warns. Callers that run
             one short fit per epoch and judge progress themselves (the
             scikit-learn estimators) turn it off.
+        shuffle : bool or int, default False
+            With ``batch_size``: draw a new order of the rows for every epoch
+            (an epoch is one pass over the mini-batches: global iterations
+            ``e * n_batches`` to ``(e + 1) * n_batches - 1``). The order of epoch
+            ``e`` is ``numpy.random.default_rng([seed, e]).permutation(n_rows)``,
+            so it depends on the seed and the epoch alone: a fit continued
+            later, or resumed from a checkpoint, goes on exactly as one fit
+            would have. ``True`` takes the network's ``seed`` (or, for a network
+            built without one, the seed the last shuffled fit used, else a new
+            one, stored in ``fit_options``); an int is the seed itself. X and y
+            are not modified: the backend trains on its own gathered copy,
+            which costs one more copy of X and y in memory. Ignored for full
+            batches (a full-batch step does not depend on the order). Not
+            available for Dask arrays.
 
         Returns
         -------
@@ -437,7 +481,13 @@ class Network:
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
         if report_seconds is not None:
             report_seconds = v.check_positive_float("report_seconds", report_seconds)
+        shuffle_seed = self._shuffle_seed(shuffle)
         be = self._backend.for_input(X)
+        if shuffle_seed is not None and batch_size is not None and not be.shuffles_rows:
+            raise ValueError(
+                f"shuffle is not available on the {be.name} backend (for Dask arrays: shuffle the rows once "
+                "before training, or train without shuffle)"
+            )
         X = be.check_inputs(X, self.layers[0])
         y = be.check_targets(y, self.layers[-1], X.shape[0])
         if batch_size is not None and batch_size > X.shape[0]:
@@ -447,17 +497,28 @@ class Network:
             input_range = be.column_range(X)
         config = TrainConfig(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
 
+        if shuffle_seed is not None and batch_size is not None:  # the trainer's own gathered copy of X and y
+            be.check_memory(
+                X.nbytes + y.nbytes, f"a shuffled copy of X and y ({X.shape[0]} rows), beside the originals"
+            )
         Xs = X if input_range is None else be.scale(X, input_range, self.dtype)
         state = self._state
         trainer = be.trainer(list(state.weights), None if state.biases is None else list(state.biases), Xs, y, config)
-        options = dict(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
+        options = dict(
+            learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size, shuffle=False
+        )
+        if shuffle_seed is not None:
+            options["shuffle"] = shuffle_seed
+        run = trainer.run
+        if shuffle_seed is not None and batch_size is not None:
+            run = _EpochOrder(trainer, X.shape[0], batch_size, shuffle_seed).run
         hist = History()
         done, n = 0, report_every if report_seconds is None else 1
         while done < iterations:
             n = min(n, iterations - done)
             start = state.iteration + done
             t0 = time.perf_counter()
-            err = trainer.run(start, n)
+            err = run(start, n)
             weights, biases = trainer.weights()
             elapsed = time.perf_counter() - t0
             finite = (
@@ -487,6 +548,19 @@ class Network:
         if warn_stuck:
             self._warn_if_stuck(hist, be, Xs)
         return hist
+
+    def _shuffle_seed(self, shuffle: bool | int) -> int | None:
+        """The seed of the epochs' row orders for ``fit(shuffle=...)``, or None when not shuffling."""
+        if isinstance(shuffle, (bool, np.bool_)):
+            if not shuffle:
+                return None
+            if self.seed is not None:
+                return int(self.seed)
+            previous = self.fit_options.get("shuffle")
+            if isinstance(previous, int) and not isinstance(previous, bool):
+                return previous  # a network built without a seed: the seed its last shuffled fit drew
+            return int(np.random.SeedSequence().entropy % 2**63)  # type: ignore[operator]
+        return v.check_int("shuffle", shuffle, minimum=0)
 
     def _warn_if_stuck(self, hist: History, be: Any, Xs: Any) -> None:
         """One RuntimeWarning when the error never moved, or every unit of a hidden layer is saturated.

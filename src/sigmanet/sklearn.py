@@ -207,21 +207,18 @@ class _SigmaNetBase(BaseEstimator):
             converged = self._no_improvement_count > self.n_iter_no_change
             return not converged
 
-        if self.shuffle and batch < n:  # a new order of the rows each epoch: one fit per epoch
-            for _ in range(epochs):
-                order = rng.permutation(n)
-                net.fit(X[order], Y[order], iterations=n_batches, report_every=n_batches, **options)
-                if not after_epoch():
-                    break
-        else:  # the rows in order: one fit for every epoch, one report per epoch
-            net.fit(
-                X,
-                Y,
-                iterations=epochs * n_batches,
-                report_every=n_batches,
-                callback=lambda iteration, error: after_epoch(),
-                **options,
-            )
+        # One fit for every epoch, one report per epoch; with shuffle, a new order of the rows each
+        # epoch, drawn by the Network from a seed taken from random_state.
+        shuffle = int(rng.randint(2**31 - 1)) if self.shuffle and batch < n else False
+        net.fit(
+            X,
+            Y,
+            iterations=epochs * n_batches,
+            report_every=n_batches,
+            callback=lambda iteration, error: after_epoch(),
+            shuffle=shuffle,
+            **options,
+        )
         if best is not None:
             net.set_weights(*best)
         self.coefs_, self.intercepts_ = net.weights, net.biases

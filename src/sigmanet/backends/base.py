@@ -84,6 +84,10 @@ def step_scale(config: TrainConfig, rows: int) -> float:
 class Trainer:
     """Holds one fit's arrays on the backend and runs report intervals."""
 
+    backend: Backend
+    X: Any  # the rows it trains on, on the backend's device
+    y: Any
+
     def run(self, start: int, iterations: int) -> float:
         """Run ``iterations`` iterations, the first being global iteration ``start``.
 
@@ -95,6 +99,24 @@ class Trainer:
     def weights(self) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Host NumPy copies of the current weights and biases (None without bias)."""
         raise NotImplementedError
+
+    def set_row_order(self, order: np.ndarray) -> None:
+        """Train on the rows of X and y in this order from now on (``fit(shuffle=...)``, once per epoch).
+
+        The first call gives the trainer its own copies of X and y, so the
+        caller's arrays are never written; later calls gather into them in
+        place. ``order``: a host permutation of the row indices. Every
+        trainer keeps its data in ``self.X``/``self.y`` on ``self.backend``
+        and reads them at each run, so one implementation serves them all.
+        """
+        xp = self.backend.xp
+        if getattr(self, "_rows_source", None) is None:
+            self._rows_source = (self.X, self.y)
+            self.X, self.y = xp.empty_like(self.X), xp.empty_like(self.y)
+        X0, y0 = self._rows_source
+        index = xp.asarray(order)
+        xp.take(X0, index, axis=0, out=self.X)
+        xp.take(y0, index, axis=0, out=self.y)
 
 
 def array_namespace(a):
@@ -128,6 +150,7 @@ class Backend:
     """
 
     name: ClassVar[str]
+    shuffles_rows: ClassVar[bool] = True  # its trainers take Trainer.set_row_order (fit(shuffle=...))
     strategies: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, threads: int | None = None):

@@ -231,6 +231,8 @@ class BlockedTrainer(Trainer):
     inside each worker, so T threads never oversubscribe T cores.
     """
 
+    backend: NumbaBackend
+
     def __init__(self, backend, weights, biases, X, y, config):
         self.backend, self.config = backend, config
         dt = np.dtype(weights[0].dtype)
