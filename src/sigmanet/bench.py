@@ -371,8 +371,9 @@ def _peer_torch_graph(weights, X, y, dtype):
 
 
 def _peer_jax(weights, X, y, dtype, batch_size=None):
-    # XLA takes 75% of the GPU's memory at its first use unless told not to; the
-    # probe in usable_peers would then starve every backend timed after it.
+    # XLA takes 75% of the GPU's memory at its first use unless told not to, and
+    # would starve whatever runs after it (the PyTorch peers at the next size:
+    # measured, an out-of-memory at 4M rows on an H100).
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
@@ -444,17 +445,40 @@ _PEER_FACTORIES = {
 }
 
 
+def _probe_jax():
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        raise PeerUnavailable("JAX is not installed (pip install 'sigmanet[peers]')")
+
+
+def _probe_torch_graph():
+    if not _torch().cuda.is_available():
+        raise PeerUnavailable("torch-graph needs a CUDA device (PyTorch sees none)")
+
+
+# What each peer needs, checked without running it: a peer that computes starts
+# thread pools (XLA's, PyTorch's) that stay and slow whatever is timed next,
+# the backends and numba's strategy measurement included (measured: numba's
+# choice at 512-row batches of 784-128-10 flipped to the slower strategy
+# after a JAX probe that ran a 4-row step).
+_PEER_PROBES = {
+    "seed-loop": lambda: None,
+    "torch": _torch,
+    "torch-graph": _probe_torch_graph,
+    "jax": _probe_jax,
+}
+
+
 def usable_peers(peers) -> tuple[list[str], dict[str, str]]:
-    """(the peers that can run here, {peer: why not} for the others), probed on a 4-row table."""
+    """(the peers that can run here, {peer: why not} for the others), checked without running any."""
     usable, skipped = [], {}
-    X, y = tutorial_table("float32")
-    weights = init_weights(TUTORIAL_LAYERS, np.dtype("float32"), 0, "glorot")
     for peer in peers:
-        if peer not in _PEER_FACTORIES:
-            skipped[peer] = f"unknown peer; known: {sorted(_PEER_FACTORIES)}"
+        if peer not in _PEER_PROBES:
+            skipped[peer] = f"unknown peer; known: {sorted(_PEER_PROBES)}"
             continue
         try:
-            _PEER_FACTORIES[peer](weights, X, y, np.dtype("float32"))
+            _PEER_PROBES[peer]()
         except PeerUnavailable as e:
             skipped[peer] = str(e)
             continue

@@ -40,7 +40,10 @@ from .base import Backend, Trainer, batch_bounds, copy_bytes, kernel_options, st
 # at 164K), so it is measured, the first time a shape is seen, and cached for
 # the process. SIGMANET_NUMBA_STRATEGY=fused|blocked pins the choice.
 SMALL_LIMIT = 1 << 14
-BLOCKED_LIMIT = 1 << 25
+BLOCKED_LIMIT = 1 << 28
+# Above this the fused call (scalar loops, one thread) is not even timed: it lost
+# by 3x or more on both CPUs, and one of its iterations there takes 0.1 s or more.
+FUSED_MEASURE_LIMIT = 1 << 25
 # Pins one strategy for every fit (tests force each through it); None: choose as above.
 FORCE_STRATEGY: str | None = None
 STRATEGY_ENV = "SIGMANET_NUMBA_STRATEGY"
@@ -362,8 +365,12 @@ class NumbaBackend(Backend):
         """Time every strategy on copies of the weights: after a warm-up, the best of two runs of
         at least 20 ms each (a few iterations alone were within the machine's noise)."""
         times = {}
+        rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
+        macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
         for name in STRATEGIES:
             if name == "compiled" and _compiled().available(weights[0].dtype) is not None:
+                continue
+            if name == "fused" and macs > FUSED_MEASURE_LIMIT:
                 continue
             try:
                 trainer = self._build(name, weights, biases, X, y, config)
