@@ -136,7 +136,8 @@ def test_numba_num_threads_sets_the_default_worker_count():
         print(type(tr).__name__, len(tr.workers))
     """)
     for n in ("1", "3"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=n)
+        # the blocked path pinned: at this size the strategy is otherwise measured
+        env = dict(os.environ, NUMBA_NUM_THREADS=n, SIGMANET_NUMBA_STRATEGY="blocked")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         assert out.stdout.split() == ["BlockedTrainer", n]
 
