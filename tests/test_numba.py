@@ -97,8 +97,9 @@ def test_strategy_is_picked_by_size():
     X, y = tutorial_table()
     w = sn.Network([3, 4, 1], seed=0).weights
     assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
-    X, y = make_table(4096, 64, 4)
+    X, y = make_table(16384, 64, 4)  # 285M multiply-adds per step: past BLOCKED_LIMIT, not measured
     w = sn.Network([64, 256, 4], seed=0).weights
+    assert 16384 * (64 * 256 + 256 * 4) >= numba_backend.BLOCKED_LIMIT
     assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.BlockedTrainer)
 
 
