@@ -68,7 +68,7 @@ EOF
 echo "== 2. CuPy tests"
 timeout 200 "$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -k cupy -ra \
     tests/test_cupy.py tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
-    tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py \
+    tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py tests/test_shuffle.py \
     >"$OUT/pytest.log" 2>&1
 rc=$?
 tail -n 25 "$OUT/pytest.log"
