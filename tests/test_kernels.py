@@ -37,7 +37,12 @@ def _instances(every_gemm):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 @pytest.mark.parametrize(
-    "arch,every_gemm", [("sm_90", False), ("sm_80", False), pytest.param("sm_90", True, marks=pytest.mark.slow)]
+    "arch,every_gemm",
+    [
+        ("sm_90", False),
+        pytest.param("sm_80", False, marks=pytest.mark.slow),
+        pytest.param("sm_90", True, marks=pytest.mark.slow),
+    ],
 )
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch, every_gemm):
