@@ -185,11 +185,11 @@ def bench_backend(
     reset = reset_resident_peak()
     before = resident_bytes()
     rec = _bench_backend(name, rows, dtype, layers, min_seconds, threads, batch_size, loss)
-    gc.collect()
-    get_backend(name, threads=threads).release_memory()  # a GPU pool's cached blocks, for the next record
     after = resident_bytes()
     if reset and before and after:
         rec.peak_rss_bytes, rec.rss_growth_bytes = after[1], max(0, after[1] - before[0])
+    gc.collect()
+    get_backend(name, threads=threads).release_memory()  # a GPU pool's cached blocks, for the next record
     return rec
 
 
