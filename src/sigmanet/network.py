@@ -83,24 +83,24 @@ class _EpochOrder:
     """Runs report intervals over shuffled epochs: each interval is cut at epoch ends, and the
     trainer gets each epoch's row order before that epoch's first iteration."""
 
-    def __init__(self, trainer: Any, n_rows: int, batch_size: int, seed: int):
-        self.trainer, self.n_rows, self.seed = trainer, n_rows, seed
+    def __init__(self, n_rows: int, batch_size: int, seed: int):
+        self.n_rows, self.seed = n_rows, seed
         self.n_batches = -(-n_rows // batch_size)
-        self.epoch: int | None = None  # the epoch whose order the trainer holds
+        self.epoch: int | None = None  # the epoch whose order the trainer holds (one trainer per fit)
 
     def order(self, epoch: int) -> np.ndarray:
         """Epoch ``epoch``'s permutation of the rows: a function of the seed and the epoch alone."""
         return np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
 
-    def run(self, start: int, iterations: int) -> float:
+    def run(self, trainer: Any, start: int, iterations: int) -> float:
         err, at, end = float("nan"), start, start + iterations
         while at < end:
             epoch = at // self.n_batches
             if epoch != self.epoch:
-                self.trainer.set_row_order(self.order(epoch))
+                trainer.set_row_order(self.order(epoch))
                 self.epoch = epoch
             count = min(end, (epoch + 1) * self.n_batches) - at
-            e = self.trainer.run(at, count)
+            e = trainer.run(at, count)
             if at == start:
                 err = e  # the interval's first iteration, as unshuffled
             at += count
@@ -496,29 +496,26 @@ class Network:
         if scale_inputs and input_range is None:
             input_range = be.column_range(X)
         config = TrainConfig(learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size)
-
-        if shuffle_seed is not None and batch_size is not None:  # the trainer's own gathered copy of X and y
-            be.check_memory(
+        epochs = None  # shuffled mini-batches: each epoch's order (a full batch is not reordered)
+        if shuffle_seed is not None and batch_size is not None:
+            epochs = _EpochOrder(X.shape[0], batch_size, shuffle_seed)
+            be.check_memory(  # the trainer's own gathered copy of X and y
                 X.nbytes + y.nbytes, f"a shuffled copy of X and y ({X.shape[0]} rows), beside the originals"
             )
         Xs = X if input_range is None else be.scale(X, input_range, self.dtype)
         state = self._state
         trainer = be.trainer(list(state.weights), None if state.biases is None else list(state.biases), Xs, y, config)
+        shuffle_option: bool | int = False if shuffle_seed is None else shuffle_seed
         options = dict(
-            learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size, shuffle=False
+            learning_rate=learning_rate, loss=loss, reduction=reduction, batch_size=batch_size, shuffle=shuffle_option
         )
-        if shuffle_seed is not None:
-            options["shuffle"] = shuffle_seed
-        run = trainer.run
-        if shuffle_seed is not None and batch_size is not None:
-            run = _EpochOrder(trainer, X.shape[0], batch_size, shuffle_seed).run
         hist = History()
         done, n = 0, report_every if report_seconds is None else 1
         while done < iterations:
             n = min(n, iterations - done)
             start = state.iteration + done
             t0 = time.perf_counter()
-            err = run(start, n)
+            err = trainer.run(start, n) if epochs is None else epochs.run(trainer, start, n)
             weights, biases = trainer.weights()
             elapsed = time.perf_counter() - t0
             finite = (
