@@ -3,7 +3,7 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import ENGINES, force_strategy, usable_backend
+from helpers import ENGINES, usable_backend
 
 from sigmanet.backends import registered_backends
 
@@ -30,11 +30,11 @@ def rng(request):
     return np.random.default_rng([RUN_SEED, zlib.crc32(request.node.nodeid.encode())])
 
 
-@pytest.fixture(params=list(ENGINES))
-def engine(request, monkeypatch):
-    """A backend name, with its strategy forced; skips only a backend this machine cannot run."""
-    usable_backend(ENGINES[request.param][0])
-    return force_strategy(monkeypatch, request.param)
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """A backend with one of its engines pinned ("numba:fused"); skips only a backend this machine cannot run."""
+    usable_backend(request.param.split(":")[0])
+    return request.param
 
 
 @pytest.fixture
@@ -50,3 +50,4 @@ def _backend_cupy():
 @pytest.fixture(autouse=True)
 def _no_auto_env(monkeypatch):
     monkeypatch.delenv("SIGMANET_BACKEND", raising=False)
+    monkeypatch.delenv("SIGMANET_NUMBA_STRATEGY", raising=False)

@@ -1,7 +1,6 @@
 """Helpers shared by several test modules (reference.py holds the reference implementations)."""
 
 import csv
-import importlib
 
 from sigmanet.backends import backend_class, registered_backends
 
@@ -19,23 +18,13 @@ def set_patched_flag(data: bytes) -> bytes:
     return data[:at] + bytes([data[at] | 0x20]) + data[at + 1 :]
 
 
-# Every (backend, strategy) pair a fit can run through, from each backend's own
-# ``strategies`` (the module limits that force it); a backend without
-# strategies runs as itself.
-ENGINES = {
-    f"{name}-{strategy}" if strategy else name: (name, limits)
+# Every engine a fit can run through, named as a user pins one ("numba:fused"), from each
+# backend's own ``strategies``; a backend without strategies runs as itself.
+ENGINES = [
+    f"{name}:{strategy}" if strategy else name
     for name in registered_backends()
-    for strategy, limits in (backend_class(name).strategies or {None: {}}).items()
-}
-
-
-def force_strategy(monkeypatch, engine_name):
-    """Patch the backend module's limits so fits take ``engine_name``'s strategy; returns the backend name."""
-    name, limits = ENGINES[engine_name]
-    module = importlib.import_module(backend_class(name).__module__)
-    for attr, value in limits.items():
-        monkeypatch.setattr(module, attr, value)
-    return name
+    for strategy in (backend_class(name).strategies or (None,))
+]
 
 
 def usable_backend(name):

@@ -38,7 +38,7 @@ def test_cupy_inputs_are_used_without_copies(cp):
 
 
 def test_strategies_by_size(cp):
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     b = get_backend("cupy")
     X, y = tutorial_table()
@@ -49,7 +49,7 @@ def test_strategies_by_size(cp):
 
 
 def test_graph_capture_succeeds_and_matches_eager(monkeypatch):
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
     X, y = make_table(2048, 16, 4, seed=0)
@@ -65,7 +65,7 @@ def test_graph_capture_succeeds_and_matches_eager(monkeypatch):
 
 
 def test_kernels_compile_once_per_dtype():
-    from sigmanet.backends._cuda import kernels
+    from sigmanet.backends.cupy._cuda import kernels
 
     assert kernels("float32") is kernels("float32")
     assert kernels("float32") is not kernels("float64")
@@ -91,7 +91,7 @@ def _agree_with_numpy(layers, rows, dtype="float32", iterations=3, bias=False, *
 
 
 def _graph_trainer(rows, layers, dtype="float32"):
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     X, y = make_table(rows, layers[0], layers[-1], seed=1, dtype=dtype)
     w = sn.Network(layers, seed=3, dtype=dtype).weights
@@ -102,7 +102,7 @@ def _graph_trainer(rows, layers, dtype="float32"):
 
 def test_lead1_the_first_graph_replay_sees_the_uploaded_data(monkeypatch):
     """A multi-MB X is uploaded asynchronously; the graph's stream must wait for it."""
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
     monkeypatch.setattr(cupy_backend, "GRAPH_LIMIT", 1 << 62)
@@ -124,7 +124,7 @@ def test_lead9_the_graph_engine_really_captures_a_graph(layers, rows):
 
 
 def test_lead9_medium_tables_take_the_graph_strategy_and_large_ones_eager():
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     b = get_backend("cupy")
     X, y = make_table(4096, 16, 4)
@@ -138,7 +138,7 @@ def test_lead9_medium_tables_take_the_graph_strategy_and_large_ones_eager():
 
 def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(monkeypatch):
     """Static shared memory (offset tables) counts against the opt-in limit beside the dynamic buffer."""
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", 1 << 62)
     monkeypatch.setattr(cupy_backend, "SMALL_ROWS", 1 << 62)
@@ -163,7 +163,7 @@ def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(monkeypatch
     [(4, [3, 4, 1], "FusedGpuTrainer"), (2048, [16, 32, 4], "graph"), (1 << 15, [64, 256, 16], "eager")],
 )
 def test_lead9_no_device_allocation_per_iteration_on_each_strategy(rows, layers, strategy, monkeypatch):
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     if strategy != "FusedGpuTrainer":
         monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
@@ -188,7 +188,7 @@ def test_predict_in_row_blocks_on_the_device_equals_numpy():
 
 def test_graph_with_bias_and_split_weight_gradients_agrees_with_eager():
     """Tall, narrow nets: our weight-gradient GEMM splits the rows into partial sums; bias gradients too."""
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     rows, layers = 200_000, [3, 4, 1]
     X, y = make_table(rows, 3, 1, seed=2, dtype="float64")
@@ -210,7 +210,7 @@ def test_graph_with_bias_and_split_weight_gradients_agrees_with_eager():
 
 def test_an_interval_longer_than_one_launch_is_split_exactly(monkeypatch):
     """The single-launch kernel counts iterations in 32 bits: long intervals run as several launches."""
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     X, y = tutorial_table()
     w = sn.Network([3, 4, 1], seed=0, init="legacy").weights
@@ -228,7 +228,7 @@ def test_an_interval_longer_than_one_launch_is_split_exactly(monkeypatch):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gemm_tiled_every_tile_and_epilogue_matches_numpy(cp, tiles, dtype):
     """Our graph-path GEMM: every op(A) @ op(B), epilogue and register tile, on shapes that leave ragged edges."""
-    from sigmanet.backends._cuda import kernels
+    from sigmanet.backends.cupy._cuda import kernels
 
     K_ = kernels(dtype)
     rng = np.random.default_rng(7)
@@ -267,7 +267,7 @@ def test_gemm_tiled_every_tile_and_epilogue_matches_numpy(cp, tiles, dtype):
 
 @pytest.mark.parametrize("layers,batch_size", [([3, 4, 1], None), ([5, 8, 9, 3, 2], 7), ([4, 6, 2], 3)])
 def test_the_kernel_compiled_for_a_shape_matches_the_generic_one(layers, batch_size, monkeypatch):
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     X, y = make_table(40, layers[0], layers[-1], seed=3)
     rng = np.random.default_rng(2)
@@ -289,7 +289,7 @@ def test_the_kernel_compiled_for_a_shape_matches_the_generic_one(layers, batch_s
 @pytest.mark.parametrize("layers", [[8, 48, 40, 3], [6, 20, 12, 2]])
 def test_eager_path_with_bias_and_mini_batches_agrees_with_numpy(layers, monkeypatch):
     """cuBLAS GEMMs, the fused epilogues and the bias GEMM (ones.T @ d), full batch and mini-batches."""
-    from sigmanet.backends import cupy_backend
+    from sigmanet.backends.cupy import backend as cupy_backend
 
     monkeypatch.setattr(cupy_backend, "SMALL_LIMIT", -1)
     monkeypatch.setattr(cupy_backend, "GRAPH_LIMIT", -1)

@@ -17,7 +17,7 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (pip instal
 distributed = pytest.importorskip("distributed", reason="distributed is not installed (pip install 'sigmanet[dask]')")
 
 import sigmanet as sn  # noqa: E402
-from sigmanet.dask import as_dask as chunked  # noqa: E402
+from sigmanet.datasets import as_dask as chunked  # noqa: E402
 from sigmanet.datasets import make_table  # noqa: E402
 
 TOL = dict(rtol=1e-10, atol=1e-13)
@@ -90,7 +90,7 @@ def test_mini_batches_are_the_same_rows_in_the_same_order(where, batch_size, rng
 
 def test_one_task_per_worker_per_iteration(client):
     from sigmanet.backends import TrainConfig, get_backend
-    from sigmanet.dask import DaskTrainer
+    from sigmanet.backends.dask import DaskTrainer
 
     X, y = make_table(4000, 8, 1)
     with client.as_current():

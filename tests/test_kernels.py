@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sigmanet.backends._cuda import KERNEL_FILE, compile_options, fixed_shape_name, kernel_dir, name_expressions
+from sigmanet.backends.cupy._cuda import KERNEL_FILE, compile_options, fixed_shape_name, kernel_dir, name_expressions
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "kernels").glob("*.cu"))

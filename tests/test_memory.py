@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sigmanet as sn
+from sigmanet import _plan as plan
 from sigmanet.backends import base, get_backend
 from sigmanet.datasets import make_table
 
@@ -25,7 +26,7 @@ def test_predict_holds_one_block_of_the_hidden_layer_not_all_of_it(name):
     peak = net._backend.memory_peak(lambda: net._backend.predict(w, b, Xd))
     output = rows * 16 * 4
     hidden_whole = rows * 256 * 4  # what predict used to materialise: 100 MB here
-    assert peak < output + 3 * base.PREDICT_BLOCK_BYTES, peak
+    assert peak < output + 3 * plan.PREDICT_BLOCK_BYTES, peak
     assert peak < hidden_whole / 3
 
 
@@ -33,7 +34,7 @@ def test_predict_in_blocks_equals_one_block(monkeypatch, rng):
     X = rng.random((5000, 12))
     net = sn.Network([12, 30, 3], backend="numpy", seed=1, bias=True)
     whole = net.predict(X)
-    monkeypatch.setattr(base, "PREDICT_BLOCK_BYTES", 1)  # the minimum: 64-row blocks
+    monkeypatch.setattr(plan, "PREDICT_BLOCK_BYTES", 1)  # the minimum: 64-row blocks
     np.testing.assert_array_equal(net.predict(X), whole)
 
 
@@ -53,8 +54,11 @@ def test_the_numpy_backends_buffers_are_three_activation_sized_arrays(monkeypatc
     X, y = make_table(10_000, 32, 4)
     backend = get_backend("numpy")
     monkeypatch.setattr(backend, "check_memory", lambda needed, detail: seen.update(needed=needed))
-    backend.trainer(sn.Network([32, 256, 4], seed=0).weights, None, X, y, base.TrainConfig())
-    assert seen["needed"] == 3 * 10_000 * (256 + 4) * 8  # X and y are already float64: no copies
+    backend.trainer(sn.Network([32, 256, 4], seed=0).weights, None, X, y, plan.TrainConfig())
+    params = 32 * 256 + 256 * 4
+    # activations, deltas and scratch; the gradients and the optimizer's arrays (4 per parameter at most);
+    # X and y are already float64: no copies
+    assert seen["needed"] == 3 * 10_000 * (256 + 4) * 8 + 4 * params * 8
 
 
 @pytest.mark.slow

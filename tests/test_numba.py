@@ -1,4 +1,5 @@
-"""numba backend specifics: compile cache, threads, strategy choice, no allocation in the loop."""
+"""numba backend specifics: one loop compiled into every engine, the compile cache, threads, the
+engine's choice (measured robustly, cached on disk), no allocation in the loop."""
 
 import json
 import os
@@ -9,11 +10,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import force_strategy
 from reference import random_problem
 
 import sigmanet as sn
-from sigmanet.backends import TrainConfig, get_backend, numba_backend
+from sigmanet.backends import TrainConfig, get_backend
+from sigmanet.backends.numba import strategy as numba_strategy
 from sigmanet.datasets import make_table, tutorial_table
 
 pytestmark = pytest.mark.usefixtures("_backend_numba")
@@ -22,15 +23,13 @@ STATS = textwrap.dedent("""
     import json, numpy as np, sigmanet as sn
     from sigmanet.datasets import tutorial_table
     from sigmanet.backends import TrainConfig
+    from sigmanet.backends.numba import step
     out = {}
-    # the seed (narrow: a kernel generated for its sizes) and a 30-wide net (the generic kernel)
-    for name, layers, (X, y) in [("specialised", [3, 4, 1], tutorial_table()),
-                                 ("generic", [3, 30, 1], tutorial_table())]:
-        net = sn.Network(layers, backend="numba", seed=1)
-        tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
+    for name, backend in [("specialised", "numba:specialised"), ("fused", "numba:fused")]:
+        net = sn.Network([3, 4, 1], backend=backend, seed=1)
+        tr = net._backend.trainer(net.weights, None, *tutorial_table(), TrainConfig())
         tr.run(0, 10)
-        from sigmanet.backends import _numba_kernels as K
-        s = (tr.specialised or K.train_small).stats
+        s = tr.fn.stats
         out[name] = {"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
                      "path": s.cache_path}
     print(json.dumps(out))
@@ -43,33 +42,34 @@ def run_stats(env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", ["specialised", "generic"])
+@pytest.mark.parametrize("kernel", ["specialised", "fused"])
 def test_a_second_process_reuses_the_compile_cache(tmp_path, kernel):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SIGMANET_CACHE_DIR=str(tmp_path / "sigmanet"))
     first = run_stats(env)[kernel]
     second = run_stats(env)[kernel]
     assert first["misses"] == 1 and first["hits"] == 0
     assert second["hits"] == 1 and second["misses"] == 0
-    assert first["path"].startswith(str(tmp_path))
+    assert first["path"].startswith(str(tmp_path)) or kernel == "fused"
 
 
 @pytest.mark.slow
 def test_cache_can_be_switched_off(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SIGMANET_NUMBA_CACHE="0")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SIGMANET_CACHE_DIR=str(tmp_path), SIGMANET_NUMBA_CACHE="0")
     stats = run_stats(env)
-    assert stats["specialised"]["path"] is None and stats["generic"]["path"] is None
+    assert stats["specialised"]["path"] is None and stats["fused"]["path"] is None
     assert not list(tmp_path.rglob("*.nbi"))
 
 
-def test_narrow_nets_get_a_kernel_specialised_to_their_sizes():
-    from sigmanet.backends import _numba_codegen
+def test_the_specialised_engine_holds_the_sizes_and_no_copy_of_the_step():
+    from sigmanet.backends.numba import _specialise
 
-    src = _numba_codegen.render([3, 4, 1])
-    assert "range(3)" in src and "range(4)" in src and "sizes[" not in src  # bounds are literals
+    src = _specialise.render([3, 4, 1])
+    assert "SIZES = (3, 4, 1)" in src and "inlined(" in src
+    assert "range(" not in src and "while" not in src  # the loop is step.interval_loop's, nowhere else
     b = get_backend("numba")
     X, y = tutorial_table()
-    assert b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()).specialised is not None
-    assert b.trainer(sn.Network([3, 30, 1]).weights, None, X, y, TrainConfig()).specialised is None
+    assert b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()).engine == "specialised"
+    assert b.trainer(sn.Network([3, 30, 1]).weights, None, X, y, TrainConfig()).engine == "fused"
 
 
 @pytest.mark.slow
@@ -85,38 +85,36 @@ def test_falls_back_to_no_cache_where_no_folder_is_writable():
         numba.njit = refusing
         import sigmanet as sn
         from sigmanet.datasets import tutorial_table
-        h = sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy").fit(*tutorial_table(), iterations=10)
+        h = sn.Network([3, 4, 1], backend="numba:fused", seed=1, init="legacy").fit(*tutorial_table(), iterations=10)
         print(h.errors[0])
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert abs(float(out.stdout.strip()) - 0.4964100319027255) < 1e-12
 
 
-def test_strategy_is_picked_by_size():
+def test_the_engine_is_picked_by_size_at_the_ends():
     b = get_backend("numba")
     X, y = tutorial_table()
-    w = sn.Network([3, 4, 1], seed=0).weights
-    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
-    X, y = make_table(16384, 64, 4)  # 285M multiply-adds per step: past BLOCKED_LIMIT, not measured
+    assert b.trainer(sn.Network([3, 4, 1], seed=0).weights, None, X, y, TrainConfig()).engine == "specialised"
+    X, y = make_table(4096, 64, 4)  # 75M multiply-adds per step: past LARGE_LIMIT, not measured
     w = sn.Network([64, 256, 4], seed=0).weights
-    assert 16384 * (64 * 256 + 256 * 4) >= numba_backend.BLOCKED_LIMIT
-    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.BlockedTrainer)
+    assert 4096 * (64 * 256 + 256 * 4) >= numba_strategy.LARGE_LIMIT
+    assert b.trainer(w, None, X, y, TrainConfig()).engine == "compiled"
 
 
-def test_threads_option_sets_the_worker_count_and_results_agree(rng, monkeypatch):
-    force_strategy(monkeypatch, "numba-blocked")
+def test_threads_split_the_rows_and_results_agree(rng):
     X, y = random_problem(rng, 500, [6, 10, 2])
-    nets = {t: sn.Network([6, 10, 2], backend="numba", seed=4, threads=t) for t in (1, 2, 3)}
+    nets = {t: sn.Network([6, 10, 2], backend="numba:compiled", seed=4, threads=t) for t in (1, 2, 3)}
     for t, net in nets.items():
         tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
-        assert len(tr.workers) == t
+        assert tr.T == t and tr.engine == "compiled"
         net.fit(X, y, iterations=30, reduction="mean")
     for t in (2, 3):
         for a, b in zip(nets[1].weights, nets[t].weights, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-def test_blas_runs_single_threaded_inside_the_workers():
+def test_blas_runs_single_threaded_inside_the_call():
     from threadpoolctl import threadpool_info
 
     b = get_backend("numba")
@@ -126,52 +124,66 @@ def test_blas_runs_single_threaded_inside_the_workers():
         assert all(lib["num_threads"] == 1 for lib in blas)
 
 
-def test_numba_num_threads_sets_the_default_worker_count():
+def test_a_callers_limits_bound_the_threads():
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    b = get_backend("numba")
+    full = b.thread_count(10**6)
+    assert full == min(numba.get_num_threads(), full)
+    with threadpool_limits(1):
+        assert b.thread_count(10**6) == 1
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert b.thread_count(10**6) == 1
+    finally:
+        numba.set_num_threads(old)
+
+
+def test_numba_num_threads_sets_the_default_thread_count():
     code = textwrap.dedent("""
         import sigmanet as sn
-        from sigmanet.backends import TrainConfig, numba_backend
+        from sigmanet.backends import TrainConfig
         from sigmanet.datasets import make_table
         X, y = make_table(4096, 64, 4)
-        net = sn.Network([64, 256, 4], backend="numba", seed=0)
+        net = sn.Network([64, 256, 4], backend="numba:compiled", seed=0)
         tr = net._backend.trainer(net.weights, None, X, y, TrainConfig())
-        print(type(tr).__name__, len(tr.workers))
+        print(tr.engine, tr.T)
     """)
-    for n in ("1", "3"):
-        # the blocked path pinned: at this size the strategy is otherwise measured
-        env = dict(os.environ, NUMBA_NUM_THREADS=n, SIGMANET_NUMBA_STRATEGY="blocked")
+    for n in ("1", "2"):  # (BLAS's own count, the cores by default, bounds it too)
+        env = dict(os.environ, NUMBA_NUM_THREADS=n)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-        assert out.stdout.split() == ["BlockedTrainer", n]
+        assert out.stdout.split() == ["compiled", n]
 
 
-@pytest.mark.parametrize("strategy", ["fused", "blocked"])
-def test_no_allocation_inside_the_training_loop(strategy, monkeypatch):
-    force_strategy(monkeypatch, f"numba-{strategy}")
+@pytest.mark.parametrize("engine", ["fused", "compiled"])
+def test_no_allocation_inside_the_training_loop(engine):
     X, y = make_table(2048, 16, 2)
-    net = sn.Network([16, 32, 2], backend="numba", seed=0)
+    net = sn.Network([16, 32, 2], backend=f"numba:{engine}", seed=0)
     tr = net._backend.trainer(net.weights, None, X, y, TrainConfig(reduction="mean"))
-    tr.run(0, 2)  # compile, start the worker threads
+    tr.run(0, 2)  # compile
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     tr.run(2, 50)
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     # 50 iterations over 2048 x (16 + 32 + 2) activations would allocate megabytes;
-    # what remains is Python bookkeeping (views, futures), a few kB.
+    # what remains is Python bookkeeping (the call's tuples, the report), a few kB.
     assert peak < 32 * 1024, peak
 
 
-def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequential_fits(monkeypatch):
-    """Two fits in two threads (numba's blocked path limits BLAS to one thread per worker, the NumPy
-    backend's threads= likewise): afterwards every BLAS library has its thread count back, and
-    each network's weights equal, bit for bit, the same fit run alone."""
+def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequential_fits():
+    """Fits in several threads (numba's compiled engine limits BLAS to one thread, the NumPy backend's
+    threads= likewise): afterwards every BLAS library has its thread count back, and each network's
+    weights equal, bit for bit, the same fit run alone."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_info
 
-    force_strategy(monkeypatch, "numba-blocked")
     before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     assert before
-    X, y = make_table(6000, 32, 4)
+    X, y = make_table(3000, 32, 4)
 
     def fit(args):
         backend, threads = args
@@ -179,9 +191,7 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
         net.fit(X, y, iterations=20, report_every=2, reduction="mean")
         return net.weights
 
-    jobs = [("numba", None), ("numba", 2), ("numpy", 1), ("numba", None)]
-    # One after the other, in one thread: OpenBLAS limited to one thread rounds differently when
-    # called from the main thread than from any other (1 ulp; found here), so both runs use threads.
+    jobs = [("numba:compiled", None), ("numba:compiled", 2), ("numpy", 1), ("numba:fused", None)]
     with ThreadPoolExecutor(1) as pool:
         alone = list(pool.map(fit, jobs))
     with ThreadPoolExecutor(4) as pool:
@@ -193,27 +203,73 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
             assert np.array_equal(wa, wb)
 
 
-def test_between_the_limits_the_strategy_is_measured_once_per_shape_and_can_be_pinned(monkeypatch):
-    b = get_backend("numba")
+# -- the engine's choice between the limits --
+
+
+class FakeClock:
+    """perf_counter for strategy.measure: each candidate's run advances it by its cost x iterations."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_measurement_keeps_each_candidates_minimum_over_interleaved_rounds(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(numba_strategy.time, "perf_counter", clock)
+    runs = {"fast": 0, "slow": 0}
+
+    def candidate(name, cost):
+        def run(n):
+            runs[name] += 1
+            load = 50.0 if name == "fast" and runs[name] == 3 else 1.0  # one round slowed by another process
+            clock.now += cost * n * load
+
+        return run
+
+    choice = numba_strategy.measure({"slow": candidate("slow", 2e-3), "fast": candidate("fast", 1e-3)}, rounds=3)
+    assert choice == "fast"  # the minimum ignores the round a transient load slowed 50x
+    assert runs["fast"] >= 4 and runs["slow"] >= 4  # warm-up, sizing, and three rounds each
+
+
+def test_between_the_limits_the_choice_is_measured_once_then_read_from_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGMANET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(numba_strategy, "_MEMORY", {})
     calls = []
-    monkeypatch.setattr(numba_backend, "_CHOICES", {})
-    monkeypatch.setattr(type(b), "_measure", lambda self, *a: calls.append(1) or "fused")
+    monkeypatch.setattr(numba_strategy, "measure", lambda candidates, rounds=3: calls.append(1) or "compiled")
     X, y = make_table(2000, 16, 4)
     w = sn.Network([16, 32, 4], seed=0).weights  # 2000 x 640 multiply-adds: between the limits
-    assert numba_backend.SMALL_LIMIT < 2000 * 640 < numba_backend.BLOCKED_LIMIT
-    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
-    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.FusedTrainer)
-    assert len(calls) == 1  # measured the first time only
-    monkeypatch.setenv("SIGMANET_NUMBA_STRATEGY", "blocked")
-    assert isinstance(b.trainer(w, None, X, y, TrainConfig()), numba_backend.BlockedTrainer)
+    assert numba_strategy.SMALL_LIMIT < 2000 * 640 < numba_strategy.LARGE_LIMIT
+    b = get_backend("numba")
+    assert b.trainer(w, None, X, y, TrainConfig()).engine == "compiled"
+    assert len(calls) == 1
+    saved = json.loads((tmp_path / numba_strategy.CACHE_FILE).read_text())
+    assert list(saved.values()) == ["compiled"] and "sizes=16-32-4" in next(iter(saved))
+    monkeypatch.setattr(numba_strategy, "_MEMORY", {})  # a new process: only the file remembers
+    assert b.trainer(w, None, X, y, TrainConfig()).engine == "compiled"
+    assert len(calls) == 1  # read back, not measured again
+    monkeypatch.setenv("SIGMANET_NUMBA_STRATEGY", "fused")
+    assert get_backend("numba").trainer(w, None, X, y, TrainConfig()).engine == "fused"
     assert len(calls) == 1
 
 
-def test_the_measurement_trains_copies_and_picks_the_faster(monkeypatch):
-    monkeypatch.setattr(numba_backend, "_CHOICES", {})
+def test_the_measurement_trains_copies(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGMANET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(numba_strategy, "_MEMORY", {})
     X, y = make_table(2000, 16, 4)
     net = sn.Network([16, 32, 4], backend="numba", seed=0)
     before = net.weights
-    choice = net._backend.strategy(net.weights, None, X, y, TrainConfig())
-    assert choice in numba_backend.STRATEGIES
+    trainer = net._backend.trainer(net.weights, None, X, y, TrainConfig())
+    assert trainer.engine in ("fused", "compiled")
     assert all(np.array_equal(a, b) for a, b in zip(net.weights, before, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(trainer.weights()[0], before, strict=True))
+
+
+def test_an_unknown_pinned_engine_is_refused_naming_the_engines(monkeypatch):
+    monkeypatch.setenv("SIGMANET_NUMBA_STRATEGY", "bogus")
+    with pytest.raises(sn.BackendUnavailableError, match=r"SIGMANET_NUMBA_STRATEGY='bogus'.*fused"):
+        sn.Network([3, 4, 1], backend="numba")
+    with pytest.raises(sn.BackendUnavailableError, match="no strategy 'blocked'.*compiled"):
+        sn.Network([3, 4, 1], backend="numba:blocked")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from helpers import force_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,10 +12,10 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 @pytest.fixture(autouse=True)
 def _one_kernel_for_every_shape(request, monkeypatch):
-    """numba would compile a kernel specialised to each random shape (a second each); the generic
-    kernel, compiled once, takes every shape. The specialised kernels are checked in test_backends_agree."""
+    """numba would compile a kernel specialised to each random shape (a second each); the fused
+    engine, compiled once, takes every shape. The specialised kernels are checked in test_backends_agree."""
     if request.node.callspec.params.get("backend") == "numba":
-        force_strategy(monkeypatch, "numba-generic")
+        monkeypatch.setenv("SIGMANET_NUMBA_STRATEGY", "fused")
 
 
 @st.composite

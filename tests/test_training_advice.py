@@ -71,12 +71,12 @@ def test_a_healthy_fit_gives_no_warning(backend):
 
 
 def test_the_generated_kernel_cache_is_bounded(tmp_path, monkeypatch):
-    from sigmanet.backends import _numba_codegen
+    from sigmanet.backends.numba import _specialise, strategy
 
     folder = tmp_path / "generated"
+    folder.mkdir()
     monkeypatch.setenv("SIGMANET_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_numba_codegen, "MAX_GENERATED", 3)
-    assert _numba_codegen._folder() == folder
+    assert strategy.cache_folder() == tmp_path
     for i in range(6):
         path = folder / f"sigmanet_generated_{i}_x.py"
         path.write_text("train = None\n")
@@ -86,7 +86,7 @@ def test_the_generated_kernel_cache_is_bounded(tmp_path, monkeypatch):
         import os
 
         os.utime(path.with_suffix(".used"), (1000 + i, 1000 + i))
-    _numba_codegen.prune(folder)
+    _specialise.prune(folder, keep=3)
     kept = sorted(p.name for p in folder.glob("*.py"))
     assert kept == [f"sigmanet_generated_{i}_x.py" for i in (3, 4, 5)]
     assert sorted(p.name.split(".")[0] for p in (folder / "__pycache__").iterdir()) == [

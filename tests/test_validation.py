@@ -70,7 +70,7 @@ def test_invalid_network_options(kwargs, exc, match):
         (dict(iterations=0), ValueError, "iterations must be at least 1"),
         (dict(iterations=1e4), TypeError, "iterations must be an integer"),
         (dict(iterations="100"), TypeError, "iterations"),
-        (dict(learning_rate=0), ValueError, "learning_rate must be a finite number above 0"),
+        (dict(learning_rate=0), ValueError, "learning_rate must be a finite number in \\(0, inf\\)"),
         (dict(learning_rate=-1), ValueError, "learning_rate"),
         (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
         (dict(learning_rate=float("inf")), ValueError, "learning_rate"),

@@ -10,18 +10,22 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from typing import Any
 
 import numpy as np
 
-from .backends import array_namespace
+from ._arrays import array_namespace, is_sparse
+from ._plan import DEFAULT_LOSS, LOSSES_FOR_OUTPUT, OPTIMIZERS, OUTPUTS, REDUCTIONS, SCHEDULES
 
 DTYPES = ("float32", "float64")
-LOSSES = ("mse", "bce")
-REDUCTIONS = ("sum", "mean")
+# The largest layer size and weight count a network may have: beyond these the weights alone
+# would not fit in any machine's memory, and NumPy's own errors would not name the argument.
+MAX_UNITS = 1 << 31
+MAX_PARAMETERS = 1 << 36
 
 
-def check_layers(layers) -> tuple[int, ...]:
-    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
+def check_layers(layers: Any) -> tuple[int, ...]:
+    if layers is None or isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
         raise TypeError(f"layers must be a sequence of layer sizes such as [3, 4, 1], got {layers!r}")
     sizes = []
     for i, n in enumerate(layers):
@@ -29,13 +33,21 @@ def check_layers(layers) -> tuple[int, ...]:
             raise TypeError(f"layers[{i}] must be an integer, got {type(n).__name__} {n!r}")
         if n < 1:
             raise ValueError(f"layers[{i}] must be at least 1, got {n}")
+        if n > MAX_UNITS:
+            raise ValueError(f"layers[{i}] = {n} units is more than sigmanet supports ({MAX_UNITS})")
         sizes.append(int(n))
     if len(sizes) < 2:
         raise ValueError(f"layers needs at least an input and an output size, such as [3, 1], got {list(layers)!r}")
+    params = sum(p * q for p, q in zip(sizes[:-1], sizes[1:]))
+    if params > MAX_PARAMETERS:
+        raise ValueError(
+            f"layers {sizes} need {params:,} weights ({params * 4 / 2**30:,.0f} GiB even in float32), "
+            f"more than sigmanet supports ({MAX_PARAMETERS:,}); use smaller layers"
+        )
     return tuple(sizes)
 
 
-def check_dtype(dtype) -> np.dtype:
+def check_dtype(dtype: Any) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -45,13 +57,19 @@ def check_dtype(dtype) -> np.dtype:
     return dt
 
 
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
+def check_choice(name: str, value: Any, choices: Any) -> Any:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got bool {value!r}")
     try:
@@ -60,30 +78,108 @@ def check_int(name: str, value, minimum: int = 1) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
     if n < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {n}")
+    if maximum is not None and n > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {n}")
     return n
 
 
-def check_positive_float(name: str, value) -> float:
+def check_real(
+    name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> float:
+    """A finite real number in the interval from ``low`` to ``high`` (each end open or closed)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number above 0, got {value!r}")
+    inside = math.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not inside:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return v
 
 
-def check_seed(seed):
+def check_positive_float(name: str, value: Any) -> float:
+    return check_real(name, value, 0.0, math.inf, low_open=True, high_open=True)
+
+
+def check_seed(seed: Any) -> int | None:
     if seed is None:
         return None
     return check_int("seed", seed, minimum=0)
 
 
-def _as_numeric_2d(name: str, a, n_cols: int, allow_1d_column: bool):
+def check_output(output: Any, n_outputs: int) -> str:
+    check_choice("output", output, OUTPUTS)
+    if output == "softmax" and n_outputs < 2:
+        raise ValueError(
+            "output='softmax' needs at least 2 output columns (one per class), the network has 1; "
+            "for a binary target use output='sigmoid' with loss='bce'"
+        )
+    return output
+
+
+def check_loss(loss: Any, output: str) -> str:
+    """The loss for this output layer: ``loss`` checked, or the output's default for None."""
+    if loss is None:
+        return DEFAULT_LOSS[output]
+    allowed = LOSSES_FOR_OUTPUT[output]
+    if loss not in allowed:
+        hint = {
+            "softmax": "a softmax output trains with the cross-entropy over its classes",
+            "identity": "an identity output trains with the squared error",
+            "sigmoid": "for mutually exclusive classes use output='softmax' with loss='cross_entropy'",
+        }[output]
+        raise ValueError(f"loss must be one of {allowed} for output={output!r}, got {loss!r}: {hint}")
+    return loss
+
+
+def check_optimizer_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's and schedule's options checked (each message names its option)."""
+    check_choice("optimizer", opts["optimizer"], OPTIMIZERS)
+    check_choice("schedule", opts["schedule"], SCHEDULES)
+    check_choice("reduction", opts["reduction"], REDUCTIONS)
+    return dict(
+        opts,
+        momentum=check_real("momentum", opts["momentum"], 0.0, 1.0),
+        beta_1=check_real("beta_1", opts["beta_1"], 0.0, 1.0, high_open=True),
+        beta_2=check_real("beta_2", opts["beta_2"], 0.0, 1.0, high_open=True),
+        epsilon=check_real("epsilon", opts["epsilon"], 0.0, math.inf, low_open=True, high_open=True),
+        alpha=check_real("alpha", opts["alpha"], 0.0, math.inf, high_open=True),
+        power_t=check_real("power_t", opts["power_t"], 0.0, math.inf, high_open=True),
+        learning_rate=check_positive_float("learning_rate", opts["learning_rate"]),
+    )
+
+
+def _frame_problem(name: str, a: Any) -> str | None:
+    """For a DataFrame: the columns that are not numbers, named (what NumPy's dtype object hides)."""
+    dtypes = getattr(a, "dtypes", None)
+    columns = getattr(a, "columns", None)
+    if dtypes is None or columns is None or not hasattr(dtypes, "items"):
+        return None
+    bad = [str(col) for col, dt in dtypes.items() if getattr(dt, "kind", "O") not in "biuf"]
+    if not bad:
+        return None
+    return (
+        f"{name} has non-numeric column(s) {bad[:10]}{' ...' if len(bad) > 10 else ''}: encode them as numbers "
+        "(e.g. pandas.get_dummies or sklearn.preprocessing.OneHotEncoder) or drop them"
+    )
+
+
+def _as_numeric_2d(name: str, a: Any, n_cols: int, allow_1d_column: bool) -> Any:
     """Return ``a`` as a 2-D array of its own module, checked for kind and values."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a NumPy masked array: sigmanet would train on the values under the mask. Fill them "
+            f"({name}.filled(value)) or drop the masked rows first"
+        )
+    if is_sparse(a):
+        return _sparse_2d(name, a, n_cols)
     xp = array_namespace(a)
     if xp is np:
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}")
+        frame = _frame_problem(name, a)
+        if frame:
+            raise TypeError(frame)
         try:
             arr = np.asarray(a)
         except (ValueError, TypeError) as e:  # ragged nested lists
@@ -94,7 +190,14 @@ def _as_numeric_2d(name: str, a, n_cols: int, allow_1d_column: bool):
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
     if kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+        hint = ""
+        if name == "y" and kind in "USO":
+            hint = (
+                ". Class labels need one 0/1 column per class (np.eye(n_classes)[labels], or "
+                "sklearn.preprocessing.LabelBinarizer), or use sigmanet.sklearn.SigmaNetClassifier, which takes "
+                "labels as they are"
+            )
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}{hint}")
     if arr.ndim == 1 and allow_1d_column and n_cols == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2 or arr.shape[1] != n_cols:
@@ -106,11 +209,26 @@ def _as_numeric_2d(name: str, a, n_cols: int, allow_1d_column: bool):
     return arr
 
 
+def _sparse_2d(name: str, a: Any, n_cols: int) -> Any:
+    """A sparse matrix checked like a dense one (its stored values), as CSR (rows are what batches slice)."""
+    if a.ndim != 2 or a.shape[1] != n_cols:
+        raise ValueError(f"{name} has shape {a.shape}, but the network takes {n_cols} inputs per row")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 rows")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.tocsr()
+    xp = array_namespace(a)
+    if a.dtype.kind == "f" and not bool(xp.isfinite(a.data).all()):
+        raise ValueError(f"{name} holds NaN or infinite stored values; remove or impute them first")
+    return a
+
+
 # Rows checked at a time for NaN and inf: bounds the check's temporary to a few MB.
 _FINITE_BLOCK_BYTES = 1 << 22
 
 
-def _check_finite(name, arr, xp):
+def _check_finite(name: str, arr: Any, xp: Any) -> None:
     """Raise if ``arr`` holds NaN or inf, looking at one block of rows at a time (no full-size temporary)."""
     step = max(1, _FINITE_BLOCK_BYTES // max(1, arr.shape[1] * arr.dtype.itemsize))
     for r0 in range(0, arr.shape[0], step):
@@ -123,7 +241,7 @@ def _check_finite(name, arr, xp):
             )
 
 
-def _shape_problem(name: str, arr, n_cols: int) -> str:
+def _shape_problem(name: str, arr: Any, n_cols: int) -> str:
     """What is wrong with ``arr``'s shape for ``n_cols`` columns, and what to do about it."""
     got = f"got shape {arr.shape}"
     if name == "y":
@@ -142,21 +260,95 @@ def _shape_problem(name: str, arr, n_cols: int) -> str:
     return f"must be 2-D (rows x columns) with {n_cols} columns: {want}; {got}"
 
 
-def check_inputs(X, n_inputs: int):
-    """X for predict/fit: 2-D, numeric, finite, ``n_inputs`` columns."""
+def check_inputs(X: Any, n_inputs: int) -> Any:
+    """X for predict/fit: 2-D, numeric, finite, ``n_inputs`` columns (dense, or sparse as CSR)."""
     return _as_numeric_2d("X", X, n_inputs, allow_1d_column=True)
 
 
-def check_targets(y, n_outputs: int, n_rows: int):
-    """y for fit: like X, with targets in [0, 1] (the sigmoid's range)."""
+def check_targets(y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid") -> Any:
+    """y for fit: like X, with values the output layer can reach (in [0, 1] for sigmoid and softmax)."""
     arr = _as_numeric_2d("y", y, n_outputs, allow_1d_column=True)
+    if is_sparse(arr):
+        raise TypeError("y must be a dense array; sparse targets are not supported (call y.toarray())")
     if arr.shape[0] != n_rows:
         raise ValueError(f"X has {n_rows} rows but y has {arr.shape[0]}; they must match")
+    if output == "identity":
+        return arr
     xp = array_namespace(arr)
     lo, hi = float(xp.min(arr)), float(xp.max(arr))
     if lo < 0 or hi > 1:
         raise ValueError(
-            f"y must lie in [0, 1], the range of the sigmoid output, got values in [{lo:g}, {hi:g}]; "
-            "rescale it, e.g. (y - y.min()) / (y.max() - y.min())"
+            f"y must lie in [0, 1], the range of the {output} output, got values in [{lo:g}, {hi:g}]; "
+            "rescale it, e.g. (y - y.min()) / (y.max() - y.min()), or train a regression with output='identity'"
         )
+    if output == "softmax":
+        sums = arr.sum(axis=1)
+        worst = float(xp.max(xp.abs(sums - 1)))
+        if worst > 1e-4:
+            row = int(xp.argmax(xp.abs(sums - 1)))
+            raise ValueError(
+                f"with a softmax output each row of y must sum to 1 (one-hot classes or class probabilities); "
+                f"row {row} sums to {float(sums[row]):g}"
+            )
     return arr
+
+
+def check_sample_weight(sample_weight: Any, n_rows: int) -> Any:
+    """Per-row weights: 1-D, ``n_rows`` long, finite, at least 0, not all 0; as an array of their library."""
+    xp = array_namespace(sample_weight)
+    sw = xp.asarray(sample_weight) if xp is not np else np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {sw.dtype}")
+    if sw.ndim == 2 and sw.shape[1] == 1:
+        sw = sw.reshape(-1)
+    if sw.ndim != 1 or sw.shape[0] != n_rows:
+        raise ValueError(f"sample_weight must hold one weight per row of X ({n_rows}), got shape {sw.shape}")
+    if not bool(xp.isfinite(sw).all()):
+        raise ValueError("sample_weight holds NaN or infinite values")
+    if bool((sw < 0).any()):
+        raise ValueError(f"sample_weight must be at least 0, got a minimum of {float(sw.min()):g}")
+    if not bool((sw > 0).any()):
+        raise ValueError("sample_weight is 0 for every row: nothing would be learned")
+    return sw
+
+
+def class_labels(y: Any, output: str) -> tuple[Any, int]:
+    """Each row's class index, from y's 0/1 columns (one column: the 0/1 value; several: the one-hot column),
+    and the number of classes."""
+    xp = array_namespace(y)
+    if y.shape[1] == 1:
+        if not bool(xp.isin(y, xp.asarray([0, 1])).all()):
+            raise ValueError("class_weight needs class targets: y's single column must hold only 0 and 1")
+        return y[:, 0].astype(np.int64), 2
+    if not bool(xp.isin(y, xp.asarray([0, 1])).all()) or not bool((y.sum(axis=1) == 1).all()):
+        raise ValueError(
+            "class_weight needs class targets: each row of y must be one-hot (a single 1 among 0s); "
+            "for multi-label targets pass sample_weight instead"
+        )
+    return y.argmax(axis=1), y.shape[1]
+
+
+def class_sample_weights(class_weight: Any, y: Any, output: str) -> Any:
+    """Per-row weights from ``class_weight`` ({class index: weight} or "balanced"), as scikit-learn reads it."""
+    xp = array_namespace(y)
+    labels, n_classes = class_labels(y, output)
+    counts = xp.bincount(labels, minlength=n_classes)
+    if isinstance(class_weight, str):
+        check_choice("class_weight", class_weight, ("balanced",))
+        present = counts > 0
+        table = xp.where(present, y.shape[0] / (int(present.sum()) * xp.maximum(counts, 1)), 0.0)
+        return table[labels]
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
+    table = np.ones(n_classes)
+    host_counts = np.asarray(counts if xp is np else counts.get())
+    for key, weight in class_weight.items():
+        try:
+            c = operator.index(key)
+        except TypeError:
+            raise TypeError(f"class_weight keys must be class indices (integers), got {key!r}") from None
+        if not 0 <= c < n_classes or host_counts[c] == 0:
+            present = [i for i in range(n_classes) if host_counts[i] > 0]
+            raise ValueError(f"class_weight names class {c}, which y does not have; y's classes are {present}")
+        table[c] = check_real(f"class_weight[{c}]", weight, 0.0, math.inf, high_open=True)
+    return xp.asarray(table)[labels]

@@ -86,3 +86,42 @@ def make_table(
         X[start:stop, -1] = 1
         y[start:stop] = label
     return X, y
+
+
+def as_dask(X: np.ndarray, rows_per_chunk: int):
+    """A NumPy array as a Dask array chunked by rows (extra ``dask``; for tests and small examples)."""
+    import dask.array as da
+
+    return da.from_array(X, chunks=(rows_per_chunk, -1) if X.ndim == 2 else (rows_per_chunk,))
+
+
+def make_dask_table(
+    n: int,
+    d: int = 3,
+    o: int = 1,
+    *,
+    blocks_per_chunk: int = 4,
+    seed: int = 0,
+    noise: float = 0.02,
+    dtype: DTypeLike = "float64",
+):
+    """:func:`make_table` as two Dask arrays whose chunks are built where they are computed (extra ``dask``).
+
+    Each chunk holds ``blocks_per_chunk`` x 65536 rows (the last fewer), and
+    is drawn by the worker that computes it: nothing is sent from the client,
+    and the rows equal ``make_table(n, ...)``'s.
+    """
+    import dask
+    import dask.array as da
+
+    step = blocks_per_chunk * ROW_BLOCK
+    starts = list(range(0, n, step))
+    parts = [
+        dask.delayed(make_table, nout=2, pure=True)(
+            min(step, n - s), d, o, seed=seed, noise=noise, dtype=dtype, first_row=s
+        )
+        for s in starts
+    ]
+    X = da.concatenate([da.from_delayed(p[0], (min(step, n - s), d), dtype=dtype) for p, s in zip(parts, starts)])
+    y = da.concatenate([da.from_delayed(p[1], (min(step, n - s), o), dtype=dtype) for p, s in zip(parts, starts)])
+    return X, y

@@ -68,14 +68,18 @@ def load_arrays(path, what: str, error: type[Exception] = ValueError, mmap_mode=
     A damaged file can make zipfile, zlib or NumPy raise almost anything
     (BadZipFile, EOFError, zlib.error, NotImplementedError for a flipped flag
     bit, ValueError...); all of them become ``error`` saying ``path`` is not
-    ``what``. The OS's own file errors pass through unchanged.
+    ``what``. The OS's own file errors pass through unchanged, and the file
+    is closed whatever happens.
     """
     try:
-        loaded = np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                return {name: loaded[name] for name in loaded.files}
-        return loaded
+        if mmap_mode is not None:
+            return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    return {name: loaded[name] for name in loaded.files}
+            return loaded
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:

@@ -1,4 +1,4 @@
-"""Backend registry: one place that maps names to backends.
+"""Backend registry: one place that maps names to backends, and routes Dask inputs.
 
 Why it is shaped this way: numba and CuPy are heavy to import, and CuPy may be
 installed on a machine with no usable GPU, where it fails only at the first
@@ -8,10 +8,14 @@ imported, and its library probed, only when that backend is asked for (or when
 "auto" is resolved by a lookup each time, from ``SIGMANET_BACKEND`` and what
 probes usable.
 
-To add a backend: write ``backends/<name>_backend.py`` with a ``Backend``
-subclass (``probe`` imports the optional library inside), then add one line to
-``_REGISTRY``, in the order "auto" should try it. Everything else (the CLI's
-list, the tests, the benchmarks) is built from the registry.
+A name may pin one of the backend's engines: ``"numba:fused"``,
+``"cupy:graph"`` (each backend's ``strategies`` lists them); plain ``"numba"``
+lets the backend choose by size.
+
+To add a backend: write a module with a ``Backend`` subclass (``probe``
+imports the optional library inside), then add one line to ``_REGISTRY``, in
+the order "auto" should try it. Everything else (the CLI's list, the tests,
+the benchmarks) is built from the registry.
 """
 
 from __future__ import annotations
@@ -19,27 +23,32 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+from typing import Any
 
+from .._arrays import is_dask
+from .._plan import TrainConfig
 from ..errors import BackendUnavailableError
-from .base import Backend, GemmTrainer, TrainConfig, Trainer, array_namespace
+from .base import Backend, Gradients, Trainer
 
 __all__ = [
     "Backend",
-    "GemmTrainer",
+    "Gradients",
     "TrainConfig",
     "Trainer",
-    "array_namespace",
     "available_backends",
+    "backend_class",
     "backend_status",
+    "for_input",
     "get_backend",
     "registered_backends",
+    "resolve",
 ]
 
 # name -> (module, class), in the order "auto" tries them (fastest first);
 # imported on first use only.
 _REGISTRY = {
-    "cupy": ("sigmanet.backends.cupy_backend", "CupyBackend"),
-    "numba": ("sigmanet.backends.numba_backend", "NumbaBackend"),
+    "cupy": ("sigmanet.backends.cupy.backend", "CupyBackend"),
+    "numba": ("sigmanet.backends.numba.backend", "NumbaBackend"),
     "numpy": ("sigmanet.backends.numpy_backend", "NumpyBackend"),
 }
 ENV_VAR = "SIGMANET_BACKEND"
@@ -85,11 +94,16 @@ def _unavailable(name: str, reason: str) -> BackendUnavailableError:
     )
 
 
+def _split(spec: str) -> tuple[str, str | None]:
+    name, _, strategy = spec.partition(":")
+    return name.strip(), (strategy.strip() or None)
+
+
 def resolve(name: str = "auto") -> str:
-    """The concrete backend name that ``name`` means on this machine, checked."""
+    """The concrete backend name (with its pinned strategy, if any) that ``name`` means here, checked."""
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string such as 'numpy', got {type(name).__name__} {name!r}")
-    name = name.lower()
+    name = name.strip().lower()
     source = ""
     if name == "auto":
         env = os.environ.get(ENV_VAR, "").strip().lower()
@@ -100,19 +114,29 @@ def resolve(name: str = "auto") -> str:
                 if _probe(candidate) is None:
                     return candidate
             raise _unavailable("auto", "no backend is usable")
-    if name not in _REGISTRY:
+    base, strategy = _split(name)
+    if base not in _REGISTRY:
         raise BackendUnavailableError(
-            f"unknown backend {name!r}{source}; known backends: {sorted(_REGISTRY)} or 'auto'; "
+            f"unknown backend {base!r}{source}; known backends: {sorted(_REGISTRY)} or 'auto'; "
             f"available here: {available_backends()}"
         )
-    reason = _probe(name)
+    reason = _probe(base)
     if reason is not None:
-        raise _unavailable(name, reason)
-    return name
+        raise _unavailable(base, reason)
+    if strategy is not None:
+        known = _backend_class(base).strategies
+        if strategy not in known:
+            raise BackendUnavailableError(
+                f"backend {base!r} has no strategy {strategy!r}{source}; its strategies are {list(known)}"
+                if known
+                else f"backend {base!r} has only one engine: use {base!r}, without ':{strategy}'"
+            )
+        return f"{base}:{strategy}"
+    return base
 
 
 def get_backend(name: str = "auto", *, threads: int | None = None) -> Backend:
-    """A backend instance for ``name`` ("numpy", "numba", "cupy" or "auto").
+    """A backend instance for ``name`` ("numpy", "numba", "cupy", "auto", or "numba:fused" and the like).
 
     Raises
     ------
@@ -120,4 +144,15 @@ def get_backend(name: str = "auto", *, threads: int | None = None) -> Backend:
         If the name is unknown or the backend cannot run on this machine; the
         message lists the available backends and why this one is not.
     """
-    return _backend_class(resolve(name))(threads=threads)
+    base, strategy = _split(resolve(name))
+    return _backend_class(base)(threads=threads, strategy=strategy)
+
+
+def for_input(backend: Backend, X: Any) -> Backend:
+    """The backend that handles ``X``: ``backend`` itself for in-memory arrays; for a Dask array,
+    ``backend`` wrapped to run where the chunks live (imported only when one is seen)."""
+    if is_dask(X):
+        from .dask import DaskBackend
+
+        return DaskBackend(backend)
+    return backend

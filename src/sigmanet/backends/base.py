@@ -1,98 +1,73 @@
-"""The backend protocol, and the seed's loop written once against an array module.
+"""The backend protocol: what the Network asks of an array library, and of a trainer.
 
 A backend owns the arrays and the training loop. ``Network.fit`` hands it a
 whole report interval at a time (``Trainer.run(start, iterations)``), never a
-single iteration, so a compiled backend can run the interval as one call.
-
-:class:`GemmTrainer` is the seed's program on preallocated buffers: matrix
-products through ``xp.matmul(..., out=)`` and elementwise steps in place, so an
-iteration allocates nothing. It works for any NumPy-like ``xp``; a fast backend
-subclasses it and overrides only the elementwise epilogues
-(:meth:`forward_sigmoid`, :meth:`output_delta`, :meth:`hidden_delta`,
-:meth:`update`) with fused kernels, or replaces :meth:`run` entirely.
+single iteration, so a compiled backend can run the interval as one call. The
+seed's loop itself is written once against an array module, in
+:mod:`sigmanet.backends.reference`; fast backends override its hot paths or
+replace the loop by a compiled one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..numerics import sigmoid, sigmoid_derivative, sigmoid_unchecked
+from .._arrays import Caller, array_namespace, available_host_memory, copy_bytes, cpu_name
+from .._plan import TrainConfig, predict_block_rows, rows_per_step
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """What a trainer needs besides the arrays. Validated by ``Network.fit``."""
+@dataclass
+class Gradients:
+    """The gradient of one batch summed over its rows, with no step taken (what a Dask worker returns).
 
-    learning_rate: float = 1.0
-    loss: str = "mse"  # "mse": the seed's delta; "bce": cross-entropy, no sigmoid derivative at the output
-    reduction: str = "sum"  # "sum" over examples (the seed) or "mean" (divide the step by the batch's rows)
-    batch_size: int | None = None  # None: full batch; else mini-batches in row order, cycling
-
-
-def cpu_name() -> str:
-    """The CPU's model name and core count, e.g. 'Intel(R) Xeon(R) Processor, 2 cores'."""
-    import os
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def batch_bounds(iteration: int, n_rows: int, batch_size: int | None) -> tuple[int, int]:
-    """Rows ``[start, stop)`` used by global iteration ``iteration``.
-
-    Batches are consecutive slices in row order, the last one possibly short,
-    visited in turn; keying on the global iteration makes a resumed fit
-    continue exactly where the interrupted one stopped.
+    ``weights[k]``, ``biases[k]``: the ascent sums ``a[k].T @ d[k+1]`` and
+    ``d[k+1]``'s column sums (``d`` the sample-weighted output delta ``y - out``
+    propagated down), host arrays; ``biases`` None without bias.
+    ``abs_error``: ``sum sw_i |y_ij - out_ij|``; ``weight``: ``sum sw_i``
+    (the rows when unweighted); ``loss``: ``sum sw_i l_i``, the data part of
+    the loss (no penalty).
     """
-    if batch_size is None or batch_size >= n_rows:
-        return 0, n_rows
-    n_batches = -(-n_rows // batch_size)
-    start = (iteration % n_batches) * batch_size
-    return start, min(start + batch_size, n_rows)
 
+    weights: list[np.ndarray]
+    biases: list[np.ndarray] | None
+    abs_error: float
+    weight: float
+    loss: float
 
-def kernel_options(config: TrainConfig, start: int, iterations: int, use_bias: bool) -> dict:
-    """What every fused interval kernel (numba's and CUDA's) takes besides its arrays, by keyword, in one order."""
-    return dict(
-        start=start,
-        iterations=iterations,
-        batch_size=config.batch_size or 0,
-        learning_rate=config.learning_rate,
-        bce=config.loss == "bce",
-        mean=config.reduction == "mean",
-        use_bias=use_bias,
-    )
-
-
-def step_scale(config: TrainConfig, rows: int) -> float:
-    return config.learning_rate / rows if config.reduction == "mean" else config.learning_rate
+    def __add__(self, other: Gradients) -> Gradients:
+        return Gradients(
+            [g + h for g, h in zip(self.weights, other.weights)],
+            None if self.biases is None or other.biases is None else [g + h for g, h in zip(self.biases, other.biases)],
+            self.abs_error + other.abs_error,
+            self.weight + other.weight,
+            self.loss + other.loss,
+        )
 
 
 class Trainer:
-    """Holds one fit's arrays on the backend and runs report intervals."""
+    """Holds one fit's arrays on the backend and runs report intervals.
+
+    Every trainer keeps its rows in ``self.X``, ``self.y`` and (when weighted)
+    ``self.sw`` on ``self.backend``, and reads them at each run, so one
+    :meth:`set_row_order` serves them all.
+    """
 
     backend: Backend
-    X: Any  # the rows it trains on, on the backend's device
+    X: Any
     y: Any
+    sw: Any = None
+    step: int = 0  # optimizer steps taken, across fits (Adam's t)
 
-    def run(self, start: int, iterations: int) -> float:
+    def run(self, start: int, iterations: int) -> Any:
         """Run ``iterations`` iterations, the first being global iteration ``start``.
 
-        Returns the mean absolute error of the first iteration's forward pass,
-        computed before that iteration's update.
+        Returns a :class:`sigmanet._plan.Stats`: the first iteration's error
+        (computed by its forward pass, before its update) and the loss.
         """
         raise NotImplementedError
 
@@ -100,36 +75,28 @@ class Trainer:
         """Host NumPy copies of the current weights and biases (None without bias)."""
         raise NotImplementedError
 
-    def set_row_order(self, order: np.ndarray) -> None:
-        """Train on the rows of X and y in this order from now on (``fit(shuffle=...)``, once per epoch).
+    def optimizer_arrays(self) -> dict[str, list[np.ndarray]]:
+        """Host copies of the optimizer's arrays, by slot, one per parameter (W..., then b...)."""
+        raise NotImplementedError
 
-        The first call gives the trainer its own copies of X and y, so the
-        caller's arrays are never written; later calls gather into them in
-        place. ``order``: a host permutation of the row indices. Every
-        trainer keeps its data in ``self.X``/``self.y`` on ``self.backend``
-        and reads them at each run, so one implementation serves them all.
+    def set_row_order(self, order: np.ndarray) -> None:
+        """Train on the rows of X, y (and the sample weights) in this order from now on (once per epoch).
+
+        The first call gives the trainer its own copies, so the caller's
+        arrays are never written; later calls gather into them in place.
+        ``order``: a host permutation of the row indices.
         """
         xp = self.backend.xp
         if getattr(self, "_rows_source", None) is None:
-            self._rows_source = (self.X, self.y)
+            self._rows_source = (self.X, self.y, self.sw)
             self.X, self.y = xp.empty_like(self.X), xp.empty_like(self.y)
-        X0, y0 = self._rows_source
+            self.sw = None if self.sw is None else xp.empty_like(self.sw)
+        X0, y0, sw0 = self._rows_source
         index = xp.asarray(order)
         xp.take(X0, index, axis=0, out=self.X)
         xp.take(y0, index, axis=0, out=self.y)
-
-
-def array_namespace(a):
-    """The array library that owns ``a``: NumPy, or CuPy for a CuPy array.
-
-    CuPy is imported only when one of its arrays is seen, so asking never
-    touches a GPU on a machine that merely has CuPy installed.
-    """
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
+        if sw0 is not None:
+            xp.take(sw0, index, axis=0, out=self.sw)
 
 
 class Backend:
@@ -142,19 +109,18 @@ class Backend:
 
     Subclasses set ``name``, implement ``probe`` (import the optional library,
     say why it cannot run here) and :meth:`trainer`, and override the array
-    methods where their library is not NumPy.
-
-    ``strategies`` names the ways a backend can run a fit and, for each, the
-    module-level limits that force it (tests and benchmarks run every
-    strategy through them; ``fit`` picks by size).
+    methods where their library is not NumPy. ``strategies`` names the
+    engines a backend can run a fit through; ``"numba:compiled"`` asks for one,
+    and plain ``"numba"`` lets the backend choose.
     """
 
     name: ClassVar[str]
     shuffles_rows: ClassVar[bool] = True  # its trainers take Trainer.set_row_order (fit(shuffle=...))
-    strategies: ClassVar[dict[str, dict[str, Any]]] = {}
+    strategies: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, strategy: str | None = None):
         self.threads = threads
+        self.strategy = strategy
 
     @classmethod
     def probe(cls) -> str | None:
@@ -162,8 +128,13 @@ class Backend:
         return None
 
     @property
-    def xp(self):
+    def xp(self) -> Any:
         return np
+
+    @property
+    def spec(self) -> str:
+        """The name that builds this backend again: ``"numba"``, or ``"numba:fused"`` with a strategy pinned."""
+        return self.name if self.strategy is None else f"{self.name}:{self.strategy}"
 
     def device(self) -> str:
         return cpu_name()
@@ -173,22 +144,27 @@ class Backend:
 
     # -- arrays in and out --
 
-    def to_device(self, a, dtype):
+    def to_device(self, a: Any, dtype: Any) -> Any:
         """The user's array as a C-contiguous array of this backend (a no-op when it already is one)."""
         if array_namespace(a) is not np:
             a = a.get()  # a CuPy array on a CPU backend: one copy to the host
         return np.ascontiguousarray(a, dtype=dtype)
 
-    def to_host(self, a) -> np.ndarray:
+    def to_host(self, a: Any) -> np.ndarray:
         """A backend array as a host NumPy array."""
         return np.asarray(a)
 
-    def to_user(self, out, like):
-        """``out`` as the kind of array ``like`` is (NumPy in, NumPy out; CuPy in, CuPy out)."""
-        xp = array_namespace(like)
-        return self.to_host(out) if xp is np else xp.asarray(out)
+    def to_user(self, out: Any, caller: Caller) -> Any:
+        """``out`` as the kind of array the caller passed (NumPy in, NumPy out; CuPy, PyTorch, JAX likewise)."""
+        if caller.library == "numpy":
+            return self.to_host(out)
+        if caller.library == "cupy":
+            import cupy
 
-    def memory_peak(self, run) -> int:
+            return cupy.asarray(out)
+        return caller.give_back(out)
+
+    def memory_peak(self, run: Any) -> int:
         """Bytes allocated at the peak while ``run()`` executes, above what was held before."""
         import tracemalloc
 
@@ -201,13 +177,13 @@ class Backend:
             tracemalloc.stop()
 
     def available_memory(self) -> int | None:
-        """Bytes this backend can still allocate for a fit (host RAM here), or None when unknown."""
+        """Bytes this backend can still allocate for a fit (host RAM, within any cgroup limit), or None."""
         return available_host_memory()
 
     def check_memory(self, needed: int, detail: str) -> None:
         """Raise MemoryError, before anything is allocated, when a fit's buffers cannot fit.
 
-        ``needed``: the bytes the trainer will allocate; ``detail``: what they are.
+        ``needed``: the bytes the fit will allocate; ``detail``: what they are.
         """
         available = self.available_memory()
         if available is None or needed <= available:
@@ -222,7 +198,7 @@ class Backend:
     def release_memory(self) -> None:
         """Give cached device memory back (CuPy's pool); nothing to do on the CPU."""
 
-    def limits(self):
+    def limits(self) -> Any:
         """Context bounding the threads of this backend's libraries."""
         if self.threads is None:
             return contextlib.nullcontext()
@@ -232,34 +208,37 @@ class Backend:
 
     # -- what the Network asks of the user's arrays (a Dask backend answers lazily) --
 
-    def for_input(self, X) -> Backend:
-        """The backend that handles ``X``: this one for in-memory arrays; for a Dask array, this one
-        wrapped to run where the chunks live (``sigmanet.dask``, imported only when one is seen)."""
-        if type(X).__module__.split(".")[0] == "dask":
-            from ..dask import DaskBackend
-
-            return DaskBackend(self)
-        return self
-
-    def check_inputs(self, X, n_inputs: int):
+    def check_inputs(self, X: Any, n_inputs: int) -> Any:
         """X checked (2-D, numeric, finite, ``n_inputs`` columns), as an array of its own library."""
         from .._validation import check_inputs
 
         return check_inputs(X, n_inputs)
 
-    def check_targets(self, y, n_outputs: int, n_rows: int):
-        """y checked like X, with values in [0, 1] and ``n_rows`` rows."""
+    def check_targets(self, y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid") -> Any:
+        """y checked like X, with ``n_rows`` rows and values the output layer can reach."""
         from .._validation import check_targets
 
-        return check_targets(y, n_outputs, n_rows)
+        return check_targets(y, n_outputs, n_rows, output)
 
-    def column_range(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def check_sample_weight(self, sample_weight: Any, n_rows: int) -> Any:
+        """Per-row weights checked (1-D, ``n_rows`` long, finite, non-negative, not all zero)."""
+        from .._validation import check_sample_weight
+
+        return check_sample_weight(sample_weight, n_rows)
+
+    def class_weights(self, class_weight: Any, y: Any, output: str) -> Any:
+        """Per-row weights from ``class_weight`` ({class: weight} or "balanced") and y's classes."""
+        from .._validation import class_sample_weights
+
+        return class_sample_weights(class_weight, y, output)
+
+    def column_range(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """Each column's (min, max) as float64 host arrays."""
         xp = array_namespace(X)
         lo, hi = (self.to_host(self.to_device(f(X, axis=0), np.float64)) for f in (xp.min, xp.max))
         return lo, hi
 
-    def scale(self, X, input_range, dtype):
+    def scale(self, X: Any, input_range: tuple[np.ndarray, np.ndarray], dtype: Any) -> Any:
         """X mapped by ``(X - lo) / (hi - lo)`` per column, in ``dtype``, block by block (no full temporaries)."""
         xp = array_namespace(X)
         lo, hi = (xp.asarray(a) for a in input_range)
@@ -270,224 +249,80 @@ class Backend:
             out[r0 : r0 + step] = (X[r0 : r0 + step] - lo) / span
         return out
 
-    def mean_abs_error(self, y, out) -> float:
-        """``mean |y - out|`` (out: a prediction, as the user's kind of array)."""
+    def mean_abs_error(self, y: Any, out: Any) -> Any:
+        """``mean |y - out|`` (``out``: a prediction on this backend)."""
         xp = array_namespace(out)
         return float(xp.mean(xp.abs(xp.asarray(y, dtype=out.dtype) - out)))
 
-    def gradient_sums(self, weights, biases, X, y, loss: str):
-        """The gradient summed over the rows of (X, y), no step taken; see :meth:`GemmTrainer.gradient_sums`."""
-        dt = np.dtype(weights[0].dtype)
-        return GemmTrainer(
-            self, weights, biases, self.to_device(X, dt), self.to_device(y, dt), TrainConfig(loss=loss)
-        ).gradient_sums()
-
     # -- training and inference --
 
-    def trainer(self, weights, biases, X, y, config: TrainConfig) -> Trainer:
-        """A trainer holding this fit's arrays; ``X`` and ``y`` as the user gave them (validated).
+    def trainer(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray] | None,
+        X: Any,
+        y: Any,
+        config: TrainConfig,
+        sample_weight: Any = None,
+        optimizer: Any = None,
+    ) -> Trainer:
+        """A trainer holding this fit's arrays; ``X``, ``y`` as the user gave them (validated).
 
-        Raises MemoryError first when its buffers cannot fit (:meth:`check_memory`).
+        ``optimizer``: the network's :class:`sigmanet.optimizers.OptimizerState`
+        (None: fresh). Raises MemoryError first when its buffers cannot fit
+        (:meth:`check_memory`).
         """
-        dt = np.dtype(weights[0].dtype)
-        m = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
-        units = sum(w.shape[1] for w in weights)
-        self.check_memory(
-            3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt),
-            f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
-            "plus X and y in the network's dtype",
-        )
-        return GemmTrainer(self, weights, biases, X, y, config)
+        from .reference import ReferenceTrainer
 
-    def predict(self, weights, biases, X):
+        dt = np.dtype(weights[0].dtype)
+        m = rows_per_step(X.shape[0], config.batch_size)
+        units = sum(w.shape[1] for w in weights)
+        params = sum(w.size for w in weights) + (0 if biases is None else sum(b.size for b in biases))
+        self.check_memory(
+            3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt) + 4 * params * dt.itemsize,
+            f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
+            "plus X and y in the network's dtype and the optimizer's arrays",
+        )
+        return ReferenceTrainer(self, weights, biases, X, y, config, sample_weight, optimizer)
+
+    def gradients(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray] | None,
+        X: Any,
+        y: Any,
+        config: TrainConfig,
+        sample_weight: Any = None,
+    ) -> Gradients:
+        """The gradient over every row of (X, y), no step taken (see :class:`Gradients`)."""
+        from .reference import ReferenceTrainer
+
+        dt = np.dtype(weights[0].dtype)
+        sw = None if sample_weight is None else self.to_device(sample_weight, dt)
+        whole = dataclasses.replace(config, batch_size=None)
+        trainer = ReferenceTrainer(self, weights, biases, self.to_device(X, dt), self.to_device(y, dt), whole, sw)
+        return trainer.gradient_sums()
+
+    def predict(self, weights: list[Any], biases: list[Any] | None, X: Any, output: str = "sigmoid") -> Any:
         """Output layer for X (a contiguous backend array of the model's dtype), in row blocks.
 
-        Peak memory is X, the output and one block's activations
-        (``PREDICT_BLOCK_BYTES``), whatever the row count; every row's result
-        is the same as in one block (rows never mix).
+        Peak memory is X, the output and one block's activations, whatever
+        the row count; every row's result is the same as in one block (rows
+        never mix).
         """
+        from .reference import activate
+
         xp = self.xp
         W = [xp.asarray(w) for w in weights]
         b = None if biases is None else [xp.asarray(v) for v in biases]
         out = xp.empty((X.shape[0], W[-1].shape[1]), X.dtype)
-        step = predict_block_rows(W, X.dtype.itemsize)
-        with self.limits():
+        step = predict_block_rows(max(max(w.shape) for w in W), X.dtype.itemsize)
+        L = len(W)
+        with self.limits(), np.errstate(over="ignore"):
             for r0 in range(0, X.shape[0], step):
                 a = X[r0 : r0 + step]
                 for k, w in enumerate(W):
                     z = a @ w
-                    if b is not None:
-                        z += b[k]
-                    a = self._sigmoid(z)
+                    a = activate(xp, z, None if b is None else b[k], output if k == L - 1 else "sigmoid")
                 out[r0 : r0 + step] = a
         return out
-
-    def _sigmoid(self, z):
-        return sigmoid(z, out=z)
-
-
-def copy_bytes(a, dtype) -> int:
-    """Bytes ``to_device`` will allocate for ``a``: none when it is already a C-contiguous array of ``dtype``."""
-    if isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous:
-        return 0
-    return int(np.prod(a.shape)) * np.dtype(dtype).itemsize
-
-
-def available_host_memory() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), else free physical pages, else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-# Activations held at once by predict and error: about 8 MiB per block.
-PREDICT_BLOCK_BYTES = 1 << 23
-
-
-def predict_block_rows(weights, itemsize: int) -> int:
-    """Rows per predict block: the widest layer's activations in ``PREDICT_BLOCK_BYTES``, at least 64."""
-    widest = max(max(w.shape) for w in weights)
-    return max(64, PREDICT_BLOCK_BYTES // (2 * widest * itemsize))
-
-
-class GemmTrainer(Trainer):
-    """The seed's loop on preallocated buffers, for any NumPy-like ``xp``.
-
-    Shapes, for a batch of m rows and layers n_0 .. n_L:
-    ``a[k]`` (m, n_k) activations (``a[0]`` is a view of X), ``d[k]`` (m, n_k)
-    deltas for k >= 1, ``W[k]`` (n_k, n_{k+1}), ``g[k]`` its step.
-    """
-
-    uses_scratch = True  # tmp[k] (m, n_k) buffers for the epilogues
-
-    def __init__(self, backend: Backend, weights, biases, X, y, config: TrainConfig):
-        xp = self.xp = backend.xp
-        self.backend = backend
-        self.config = config
-        dt = np.dtype(weights[0].dtype)
-        self.W = [xp.array(w, dtype=dt, order="C") for w in weights]
-        self.b: list[Any] | None = None if biases is None else [xp.array(b, dtype=dt) for b in biases]
-        self.X = backend.to_device(X, dt)
-        self.y = backend.to_device(y, dt)
-        self.n_rows = self.X.shape[0]
-        m = self.n_rows if config.batch_size is None else min(config.batch_size, self.n_rows)
-        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        self.a = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
-        self.d = [None] + [xp.empty((m, n), dt) for n in sizes[1:]]
-        # scratch for the NumPy epilogues; a backend whose epilogues are fused kernels needs none
-        self.tmp = [None] + [xp.empty((m, n), dt) if self.uses_scratch else None for n in sizes[1:]]
-        self.g = [xp.empty_like(w) for w in self.W]
-        self.gb: list[Any] | None = None if self.b is None else [xp.empty_like(b) for b in self.b]
-
-    # -- elementwise epilogues: NumPy ufuncs in place; fast backends fuse them --
-
-    def forward_sigmoid(self, z, k):
-        """z (m, n_{k+1}) holds a[k] @ W[k]; add the bias and apply the sigmoid in place."""
-        if self.b is not None:
-            z += self.b[k]
-        sigmoid_unchecked(z, out=z)  # run() holds the errstate
-
-    def error(self, y, a, tmp) -> float:
-        """mean |y - a| over the batch (the seed's printed figure)."""
-        self.xp.subtract(y, a, out=tmp)
-        self.xp.abs(tmp, out=tmp)
-        return float(tmp.mean())
-
-    def output_delta(self, y, a, d, tmp):
-        """d = (y - a) * a*(1-a) for "mse" (the seed), d = y - a for "bce"."""
-        self.xp.subtract(y, a, out=d)
-        if self.config.loss == "mse":
-            d *= sigmoid_derivative(a, out=tmp)
-
-    def hidden_delta(self, d, a, tmp):
-        """d holds d[k+1] @ W[k].T; multiply by the sigmoid derivative a*(1-a) in place."""
-        d *= sigmoid_derivative(a, out=tmp)
-
-    def update(self, k, a_in, d_out, scale):
-        """W[k] += scale * a_in.T @ d_out (and the bias by the delta's column sums)."""
-        g = self.xp.matmul(a_in.T, d_out, out=self.g[k])
-        if scale != 1.0:
-            g *= scale
-        self.W[k] += g
-        if self.b is not None and self.gb is not None:
-            gb = d_out.sum(axis=0, out=self.gb[k])
-            if scale != 1.0:
-                gb *= scale
-            self.b[k] += gb
-
-    # -- the loop --
-
-    def _views(self, r0, r1):
-        """Buffers cut to the batch's rows (a[0] is a view of X's rows)."""
-        m = r1 - r0
-        return (
-            [self.X[r0:r1]] + [buf[:m] for buf in self.a[1:]],
-            [None] + [buf[:m] for buf in self.d[1:]],
-            [None] + [None if buf is None else buf[:m] for buf in self.tmp[1:]],
-            self.y[r0:r1],
-        )
-
-    def _forward_backward(self, a, d, tmp, y, want_error: bool) -> float:
-        """Forward pass, then every delta from the output down; mean |y - out| if asked, else NaN."""
-        xp, L = self.xp, len(self.W)
-        # forward: a[k+1] = sigmoid(a[k] @ W[k])
-        for k in range(L):
-            xp.matmul(a[k], self.W[k], out=a[k + 1])
-            self.forward_sigmoid(a[k + 1], k)
-        err = self.error(y, a[L], tmp[L]) if want_error else float("nan")
-        # backward: deltas from the output down, all before any update
-        self.output_delta(y, a[L], d[L], tmp[L])
-        for k in range(L - 1, 0, -1):
-            xp.matmul(d[k + 1], self.W[k].T, out=d[k])
-            self.hidden_delta(d[k], a[k], tmp[k])
-        return err
-
-    def run(self, start: int, iterations: int) -> float:
-        L, cfg = len(self.W), self.config
-        err0 = float("nan")
-        rows = None
-        # over: exp(-x) -> inf is the sigmoid's exact 0. invalid: only non-finite
-        # weights make NaN, and Network.fit reports that as DivergenceError.
-        with self.backend.limits(), np.errstate(over="ignore", invalid="ignore"):
-            for i in range(iterations):
-                r0, r1 = batch_bounds(start + i, self.n_rows, cfg.batch_size)
-                if (r0, r1) != rows:  # full batch: cut once per interval
-                    rows = (r0, r1)
-                    a, d, tmp, y = self._views(r0, r1)
-                    scale = step_scale(cfg, r1 - r0)
-                err = self._forward_backward(a, d, tmp, y, want_error=i == 0)
-                if i == 0:
-                    err0 = err
-                # gradient step: W[k] += lr * a[k].T @ d[k+1]
-                for k in range(L - 1, -1, -1):
-                    self.update(k, a[k], d[k + 1], scale)
-        return err0
-
-    def gradient_sums(self):
-        """The gradient summed over every row of X, with no step taken: what a Dask worker returns.
-
-        Returns (``a[k].T @ d[k+1]`` per layer, the deltas' column sums per
-        layer or None without bias, ``sum |y - out|``), as host arrays; the
-        step of a full-batch iteration is ``scale`` times these.
-        """
-        host = self.backend.to_host
-        with self.backend.limits(), np.errstate(over="ignore", invalid="ignore"):
-            a, d, tmp, y = self._views(0, self.n_rows)
-            err = self._forward_backward(a, d, tmp, y, want_error=True)
-            grads = [host(self.xp.matmul(a[k].T, d[k + 1], out=self.g[k])).copy() for k in range(len(self.W))]
-            bias_grads = None if self.b is None else [host(d[k + 1].sum(axis=0)) for k in range(len(self.W))]
-        return grads, bias_grads, err * y.size
-
-    def weights(self):
-        host = self.backend.to_host
-        return [host(w).copy() for w in self.W], (None if self.b is None else [host(b).copy() for b in self.b])

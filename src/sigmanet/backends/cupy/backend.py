@@ -21,6 +21,16 @@ CuPy inputs are used as they are. Three strategies, by size:
 The limits were measured on an H100 (docs/perf-notes.md and
 docs/benchmarks.md have the crossovers); ``benchmarks/strategy_crossover.py``
 measures them on another card.
+
+The single launch and the graph run plain gradient descent on sigmoid
+outputs (the seed's step, and the options their kernels take: bias,
+cross-entropy, mini-batches, shuffled epochs); every other option (the other
+optimizers, L2, sample weights, softmax and identity outputs, sparse X) runs
+on the eager engine, which is the xp reference loop
+(:mod:`sigmanet.backends.reference`) on CuPy arrays with the fused kernels
+where they apply. Those two engines report the first iteration's loss from
+one more forward pass of that batch; fusing it into their kernels is the GPU
+issue's work, for a session with a device.
 """
 
 from __future__ import annotations
@@ -29,8 +39,11 @@ import contextlib
 
 import numpy as np
 
+from ..._arrays import array_namespace, is_sparse
+from ..._plan import STATS_SIZE, Stats, batch_bounds, kernel_options, rows_per_step, step_scale
+from ..base import Backend, Trainer
+from ..reference import ReferenceTrainer, activate, row_losses
 from ._cuda import MAX_FIXED_LAYERS
-from .base import Backend, GemmTrainer, Trainer, array_namespace, batch_bounds, kernel_options, step_scale
 
 # Limits from crossovers measured on an H100 (benchmarks/strategy_crossover.py;
 # docs/perf-notes.md has the tables). In multiply-adds per iteration: one
@@ -58,12 +71,43 @@ def _kernels(dtype):
     return kernels(np.dtype(dtype).name)
 
 
+def fast_path(config, weighted: bool, sparse: bool) -> bool:
+    """Whether the single launch and the graph can run this fit: the options their kernels take."""
+    return (
+        config.optimizer == "sgd"
+        and config.alpha == 0
+        and config.output == "sigmoid"
+        and config.schedule == "constant"
+        and config.lr_scale == 1.0
+        and not config.average_loss
+        and not weighted
+        and not sparse
+    )
+
+
+def first_loss(trainer, start: int) -> np.ndarray:
+    """The stats' loss entries of global iteration ``start``'s batch, from a forward pass of it (xp)."""
+    xp = trainer.backend.xp
+    r0, r1 = batch_bounds(start, trainer.X.shape[0], trainer.config.batch_size)
+    weights, biases = trainer.weights()
+    a = trainer.X[r0:r1]
+    with np.errstate(over="ignore"):
+        for k, w in enumerate(weights):
+            z = a @ xp.asarray(w)
+            a = activate(xp, z, None if biases is None else xp.asarray(biases[k]), "sigmoid")
+    data = row_losses(xp, trainer.y[r0:r1], a, trainer.config.loss, float(np.finfo(trainer.X.dtype).eps))
+    out = np.zeros(STATS_SIZE)
+    out[2], out[3] = float(data.sum()), r1 - r0
+    return out
+
+
 class FusedGpuTrainer(Trainer):
     """A whole report interval in one kernel launch (one block, state in shared memory)."""
 
-    def __init__(self, backend, weights, biases, X, y, config, shared_bytes):
+    def __init__(self, backend, weights, biases, X, y, config, shared_bytes, optimizer=None):
         cp = _cupy()
         self.backend, self.config = backend, config
+        self.step = 0 if optimizer is None else optimizer.step
         self.dt = np.dtype(weights[0].dtype)
         self.shapes = [w.shape for w in weights]
         self.sizes_host = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
@@ -88,6 +132,7 @@ class FusedGpuTrainer(Trainer):
     def run(self, start, iterations):
         cfg = self.config
         r0, r1 = batch_bounds(start, self.X.shape[0], cfg.batch_size)
+        loss = first_loss(self, start)
         done = 0
         while done < iterations:  # the kernel counts iterations in 32 bits
             count = min(iterations - done, MAX_LAUNCH_ITERATIONS)
@@ -97,14 +142,19 @@ class FusedGpuTrainer(Trainer):
                 W=self.W,
                 B=self.B,
                 sizes=self.sizes,
-                **kernel_options(cfg, start + done, count, self.use_bias),
+                **_launch_options(cfg, start + done, count, self.use_bias),
                 err=self.err if done == 0 else self.err_later,
                 block_size=self.block_size,
                 shared_bytes=self.shared_bytes,
                 fixed_shape=self.fixed_shape,
             )
             done += count
-        return float(self.err.get()[0]) / ((r1 - r0) * self.sizes_host[-1])
+        self.step += iterations
+        loss[0], loss[1] = float(self.err.get()[0]), (r1 - r0) * self.sizes_host[-1]
+        return Stats(loss)
+
+    def optimizer_arrays(self):
+        return {}
 
     def weights(self):
         flat = self.W.get()
@@ -119,28 +169,35 @@ class FusedGpuTrainer(Trainer):
         return ws, [bflat[bounds[k] : bounds[k + 1]].copy() for k in range(len(ws))]
 
 
-class CupyGemmTrainer(GemmTrainer):
-    """cuBLAS GEMMs with fused epilogue kernels; medium sizes replay an iteration as a CUDA graph.
+def _launch_options(config, start, iterations, use_bias):
+    """The single launch's arguments (the options its kernel takes; see :func:`fast_path`)."""
+    full = kernel_options(config, start, iterations, use_bias, False, 0)
+    return {k: full[k] for k in ("start", "iterations", "batch_size", "learning_rate", "mean", "use_bias")} | {
+        "bce": config.loss == "bce"
+    }
 
-    No host synchronisation inside a report interval: the first iteration's
-    error is summed on the device and read once, after the interval's last
-    launch is queued.
+
+class CupyGemmTrainer(ReferenceTrainer):
+    """The xp reference loop on CuPy arrays (cuBLAS GEMMs) with fused epilogue kernels; for the options
+    of :func:`fast_path`, medium sizes replay an iteration as a CUDA graph.
+
+    No host synchronisation inside a report interval: the statistics are summed
+    on the device and read once, after the interval's last launch is queued.
     """
 
-    uses_scratch = False  # the epilogues are fused kernels
+    uses_scratch = True  # the xp hooks (other outputs, weights, optimizers) use the reference's scratch
 
-    def __init__(self, backend, weights, biases, X, y, config, use_graph=False):
-        super().__init__(backend, weights, biases, X, y, config)
+    def __init__(self, backend, weights, biases, X, y, config, sample_weight=None, optimizer=None, use_graph=False):
+        super().__init__(backend, weights, biases, X, y, config, sample_weight, optimizer)
         xp, dt = self.xp, self.W[0].dtype
         self.kernels = _kernels(dt)
+        self.fast = fast_path(config, self.sw is not None, False)
         self.err = xp.zeros(1, np.float64)
         self.err_first = xp.zeros(1, np.float64)
-        self.err_count = 0  # elements the device error sums over (0: none asked this interval)
-        self.err_wanted = False  # the next output_delta adds sum |y - a| to err
         m = self.a[1].shape[0]
         # bias gradients are ones.T @ d: a GEMM (cuBLAS, or ours in the graph), no reduction kernel
         self.ones = None if self.b is None else xp.ones((m, 1), dt)
-        self.use_graph = use_graph and config.batch_size is None
+        self.use_graph = use_graph and config.batch_size is None and self.fast
         self.graph = None
         self.graph_error = None  # why capture failed, if it did
         self.stream = None
@@ -154,42 +211,36 @@ class CupyGemmTrainer(GemmTrainer):
             self.g_parts = [parts(*w.shape) for w in self.W]
             self.gb_parts = None if self.b is None else [parts(1, w.shape[1]) for w in self.W]
 
-    # -- fused epilogues (GemmTrainer.run calls these around xp.matmul) --
+    # -- fused epilogues where the options allow (the reference loop calls these around xp.matmul) --
 
-    def forward_sigmoid(self, z, k):
-        self.kernels.forward_sigmoid(z, None if self.b is None else self.b[k])
+    def forward_activation(self, z, k):
+        if k < len(self.W) - 1 or self.config.output == "sigmoid":
+            self.kernels.forward_sigmoid(z, None if self.b is None else self.b[k])
+        else:
+            super().forward_activation(z, k)
 
-    def error(self, y, a, tmp):
-        # summed on the device by the output_delta launch that follows; read at the interval's end
-        self.err.fill(0)
-        self.err_count, self.err_wanted = a.size, True
-        return float("nan")
-
-    def output_delta(self, y, a, d, tmp):
-        err = self.err if self.err_wanted else None
-        self.err_wanted = False
-        self.kernels.output_delta(y, a, d, self.config.loss == "bce", err)
+    def output_delta(self, y, a, d, tmp, sw):
+        if self.config.output == "sigmoid" and sw is None:
+            self.kernels.output_delta(y, a, d, self.config.loss == "bce", None)
+        else:
+            super().output_delta(y, a, d, tmp, sw)
 
     def hidden_delta(self, d, a, tmp):
         self.kernels.hidden_delta(d, a)
 
-    def update(self, k, a_in, d_out, scale):
+    def weight_gradient(self, k, a_in, d_out):
         self.xp.matmul(a_in.T, d_out, out=self.g[k])
-        self.kernels.sgd_update(self.W[k], self.g[k], scale)
-        if self.b is not None:
+        if self.b is not None:  # the bias's gradient as ones.T @ d: a GEMM, no reduction kernel
             m = d_out.shape[0]
             self.xp.matmul(self.ones[:m].T, d_out, out=self.gb[k].reshape(1, -1))
-            self.kernels.sgd_update(self.b[k], self.gb[k], scale)
 
-    def _take_error(self):
-        """The device-summed error of this interval's first iteration, as mean |y - out| (one read)."""
-        count, self.err_count = self.err_count, 0
-        return float(self.err.get()[0]) / count if count else float("nan")
-
-    def gradient_sums(self):
-        grads, bias_grads, _ = super().gradient_sums()
-        count = self.err_count
-        return grads, bias_grads, self._take_error() * count
+    def step_parameters(self, lr, r):
+        if self.config.optimizer == "sgd" and self.config.alpha == 0:
+            self.step += 1
+            for p, g in zip(self.params, self.grads):
+                self.kernels.sgd_update(p, g, lr * r)
+        else:
+            super().step_parameters(lr, r)
 
     # -- one iteration of our own kernels, for graph capture --
 
@@ -208,7 +259,7 @@ class CupyGemmTrainer(GemmTrainer):
             K.output_delta(self.y, a[L], self.d[L], cfg.loss == "bce", self.err)
         for k in range(L - 1, 0, -1):
             K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True, epilogue="dsigmoid", E=a[k], compile_only=compile_only)
-        scale = step_scale(cfg, self.n_rows)
+        scale = step_scale(cfg, 0, self.n_rows, self.n_rows)
         for k in range(L):  # every delta is computed: the steps may go in place
             self._step(self.W[k], a[k], self.d[k + 1], self.g_parts[k], scale, compile_only)
             if self.b is not None:
@@ -242,9 +293,9 @@ class CupyGemmTrainer(GemmTrainer):
         if self.use_graph and self.graph is None:
             self._capture()
         if not self.use_graph:
-            super().run(start, iterations)
-            return self._take_error()
+            return super().run(start, iterations)
         cp = self.xp
+        stats = first_loss(self, start)
         # The stream does not wait on the null stream by itself (non_blocking):
         # uploads and earlier work queued there must land before the first replay.
         self.stream.wait_event(cp.cuda.Stream.null.record())
@@ -257,16 +308,14 @@ class CupyGemmTrainer(GemmTrainer):
                     self.graph.launch(self.stream)
         finally:  # also on Ctrl-C: no replay may outlive the buffers it writes
             self.stream.synchronize()
-        return float(self.err_first.get()[0]) / self.a[-1].size
+        self.step += iterations
+        stats[0], stats[1] = float(self.err_first.get()[0]), self.a[-1].size
+        return Stats(stats)
 
 
 class CupyBackend(Backend):
     name = "cupy"
-    strategies = {
-        "fused": {"SMALL_LIMIT": 1 << 62, "SMALL_ROWS": 1 << 62},
-        "graph": {"SMALL_LIMIT": -1, "GRAPH_LIMIT": 1 << 62},
-        "eager": {"SMALL_LIMIT": -1, "GRAPH_LIMIT": -1},
-    }
+    strategies = ("fused", "graph", "eager")
 
     @classmethod
     def probe(cls):
@@ -332,30 +381,30 @@ class CupyBackend(Backend):
         pool = cp.get_default_memory_pool()
         return int(free) + int(pool.free_bytes())
 
-    def trainer(self, weights, biases, X, y, config):
-        rows = X.shape[0] if config.batch_size is None else min(config.batch_size, X.shape[0])
-        dt_ = np.dtype(weights[0].dtype)
+    def trainer(self, weights, biases, X, y, config, sample_weight=None, optimizer=None):
+        rows = rows_per_step(X.shape[0], config.batch_size)
+        dt = np.dtype(weights[0].dtype)
         units = sum(w.shape[1] for w in weights)
-        uploads = sum(0 if array_namespace(a) is not np else int(np.prod(a.shape)) * dt_.itemsize for a in (X, y))
+        uploads = sum(0 if array_namespace(a) is not np else int(np.prod(a.shape)) * dt.itemsize for a in (X, y))
         self.check_memory(
-            2 * rows * units * dt_.itemsize + uploads,
-            f"device buffers: 2 x {rows} rows x {units} units x {dt_.itemsize} bytes, plus X and y "
+            3 * rows * units * dt.itemsize + uploads,
+            f"device buffers: 3 x {rows} rows x {units} units x {dt.itemsize} bytes, plus X and y "
             "uploaded from the host",
         )
+        if is_sparse(X):
+            X = _cupy().asarray(X.toarray()) if array_namespace(X) is np else X.toarray()  # (no sparse GEMM yet)
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
-        dt = np.dtype(weights[0].dtype)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
         shared = dt.itemsize * (sum(w.size for w in weights) + sum(sizes[1:]) + 2 * rows * sum(sizes))
         cp = _cupy()
         optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id).get("sharedMemPerBlockOptin", 48 * 1024)
         from ._cuda import MAX_LAYERS
 
+        fast = fast_path(config, sample_weight is not None, False)
+        pinned = self.strategy
         few_rows = rows <= SMALL_ROWS or config.batch_size is not None
         fits = len(sizes) - 1 <= MAX_LAYERS and shared <= optin - _kernels(dt).static_shared_bytes()
-        if macs <= SMALL_LIMIT and few_rows and fits:
-            return FusedGpuTrainer(self, weights, biases, X, y, config, shared)
-        return CupyGemmTrainer(self, weights, biases, X, y, config, use_graph=macs <= GRAPH_LIMIT)
-
-    def _sigmoid(self, z):
-        _kernels(z.dtype).forward_sigmoid(z, None)
-        return z
+        if fast and fits and (pinned == "fused" or (pinned is None and macs <= SMALL_LIMIT and few_rows)):
+            return FusedGpuTrainer(self, weights, biases, X, y, config, shared, optimizer)
+        use_graph = pinned == "graph" or (pinned is None and macs <= GRAPH_LIMIT)
+        return CupyGemmTrainer(self, weights, biases, X, y, config, sample_weight, optimizer, use_graph=use_graph)

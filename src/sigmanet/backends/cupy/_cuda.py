@@ -78,7 +78,7 @@ def kernel_dir() -> Path:
     packaged = resources.files("sigmanet") / "kernels"
     if packaged.is_dir() and (packaged / KERNEL_FILE).is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[3] / "kernels"
+    return Path(__file__).resolve().parents[4] / "kernels"
 
 
 def kernel_source() -> str:

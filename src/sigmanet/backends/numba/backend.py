@@ -1,0 +1,374 @@
+"""The numba backend: the seed's loop compiled for the CPU, a whole report interval per call.
+
+Every engine runs the one interval loop of :mod:`.step` (see there for the
+pieces and the layout):
+
+* ``fused``: the loop with its matrix products as loops, one thread; no call
+  between iterations costs more than the arithmetic. For small networks.
+* ``specialised``: the same, compiled for one network's layer sizes
+  (:mod:`._specialise`), whose loops LLVM then unrolls: the seed's 3-4-1.
+* ``compiled``: the same loop with the products through NumPy's own
+  OpenBLAS, each batch's rows split over the threads in cache-sized chunks
+  (each thread calling single-threaded BLAS), the update shared too. For
+  everything but small networks: middle sizes, mini-batches, tables of
+  millions of rows (memory: the table and one chunk per thread).
+
+The choice (:mod:`.strategy`): by size at the ends, measured in between and
+cached on disk; ``"numba:fused"`` (and the others) or
+``$SIGMANET_NUMBA_STRATEGY`` pin one.
+
+Threads: ``threads`` if given, else the fewer of numba's thread count
+(``numba.set_num_threads``, ``NUMBA_NUM_THREADS``) and BLAS's (a caller's
+``threadpoolctl`` limit); BLAS runs single-threaded inside the call. Shuffled
+epochs are gathered inside the loop (no copy of X); a sparse (CSR) X enters
+the first layer's products as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..._arrays import copy_bytes, cpu_name, is_sparse
+from ..._plan import (
+    LOSS_CODE,
+    OPTIMIZER_CODE,
+    OUTPUT_CODE,
+    Stats,
+    TrainConfig,
+    delta_uses_derivative,
+    loss_eps,
+    rows_per_step,
+)
+from ...optimizers import SLOTS, OptimizerState
+from ..base import Backend, Gradients, Trainer
+from . import strategy as _strategy
+
+# Bytes of one chunk's activations and deltas in the compiled engine: fits the L2 cache
+# (2 MiB per core here; 1, 2 and 4 MiB measured within noise).
+CHUNK_BYTES = 1 << 21
+# Rows below which a batch is not split over threads (a thread's share would be all overhead).
+MIN_ROWS_PER_THREAD = 64
+# numba's "workqueue" threading layer (used where neither OpenMP nor TBB loads) aborts the
+# process if two threads launch parallel work at once: parallel calls are serialised there.
+_WORKQUEUE = threading.Lock()
+
+
+def _step():
+    from . import step
+
+    return step
+
+
+def _blas_threads_now() -> int | None:
+    """The thread count NumPy's BLAS has now (a caller's threadpoolctl limit shows here), or None."""
+    from .._blas import _blas_libraries
+
+    counts = [lib.num_threads for lib in _blas_libraries() if "numpy" in lib.filepath]
+    return min(counts) if counts else None
+
+
+class NumbaTrainer(Trainer):
+    """One fit's arrays in the flat layout of :mod:`.step`, and the engine that runs them."""
+
+    def __init__(
+        self,
+        backend: NumbaBackend,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray] | None,
+        X: Any,
+        y: Any,
+        config: TrainConfig,
+        sample_weight: Any,
+        optimizer: OptimizerState | None,
+        engine: str,
+    ):
+        from . import _cblas
+
+        self.backend, self.config, self.engine = backend, config, engine
+        dt = self.dtype = np.dtype(weights[0].dtype)
+        self.sizes = tuple([w.shape[0] for w in weights] + [weights[-1].shape[1]])
+        self.shapes = [w.shape for w in weights]
+        self.use_bias = biases is not None
+        params = weights + (biases or [])
+        self.P = np.concatenate([np.asarray(p, dt).ravel() for p in params])
+        self.nW = sum(w.size for w in weights)
+        nP = self.P.size
+        # the rows
+        self.sparse = is_sparse(X)
+        if self.sparse:
+            csr = X.tocsr()
+            self.Xp, self.Xi = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
+            self.Xd = np.ascontiguousarray(csr.data, dt)
+            self.X = csr  # what set_row_order and shapes read
+            self._Xflat = np.zeros(1, dt)
+        else:
+            self.X = backend.to_device(X, dt)
+            self._Xflat = self.X.reshape(-1)
+            self.Xp = self.Xi = np.zeros(1, np.int64)
+            self.Xd = np.zeros(1, dt)
+        self.y = backend.to_device(y, dt)
+        self.sw = None if sample_weight is None else backend.to_device(sample_weight, dt)
+        self.order: np.ndarray | None = None
+        n_rows = self.X.shape[0]
+        m = rows_per_step(n_rows, config.batch_size)
+        # threads and chunks
+        self.ptr = _cblas.gemm_address(dt.name) if engine == "compiled" else 0
+        T = backend.thread_count(m) if engine == "compiled" else 1
+        if engine == "compiled":
+            per_row = dt.itemsize * (self.sizes[0] + 2 * sum(self.sizes[1:]))
+            cap = max(16, CHUNK_BYTES // per_row)
+            n_chunks = -(-m // cap)
+            n_chunks = -(-n_chunks // T) * T
+            cr = max(1, -(-m // n_chunks))
+        else:
+            cr = m
+        self.T, self.cr = T, cr
+        per = cr * sum(self.sizes)
+        self.A = np.zeros(T * per, dt)
+        self.D = np.zeros(T * per, dt)
+        self.G = np.zeros(T * nP, dt)
+        slots = SLOTS[config.optimizer]
+        state = optimizer
+        if state is None or not state.fits(config.optimizer, params):
+            state = OptimizerState.fresh(config.optimizer, params)
+        self.step = state.step
+        self.S = np.zeros((max(1, len(slots)), nP), dt)
+        for i, name in enumerate(slots):
+            self.S[i] = np.concatenate([np.asarray(a, dt).ravel() for a in state.slots[name]])
+        self.stats = np.zeros(5)
+        self.totals = np.zeros(4)
+        self.part = np.zeros((T, 4))
+        woff, boff, aoff, _ = _offsets(self.sizes)
+        self.layout = (np.array(self.sizes, np.int64), np.array(woff, np.int64), np.array(boff, np.int64),
+                       np.array(aoff, np.int64), self.nW, cr, T, self.ptr)  # fmt: skip
+        if engine == "specialised":
+            from ._specialise import specialised
+
+            self.fn = specialised(self.sizes)
+        else:
+            self.fn = _step().parallel if T > 1 else _step().serial
+
+    def _options(self, update: bool) -> tuple:
+        cfg = self.config
+        return (
+            cfg.batch_size or 0,
+            float(cfg.learning_rate * cfg.lr_scale),
+            cfg.schedule == "invscaling",
+            float(cfg.power_t),
+            cfg.mean,
+            OUTPUT_CODE[cfg.output],
+            LOSS_CODE[cfg.loss],
+            delta_uses_derivative(cfg),
+            self.use_bias,
+            self.sw is not None,
+            OPTIMIZER_CODE[cfg.optimizer],
+            float(cfg.momentum),
+            float(cfg.beta_1),
+            float(cfg.beta_2),
+            float(cfg.epsilon),
+            float(cfg.alpha),
+            int(self.step),
+            cfg.average_loss,
+            self.order is not None,
+            self.sparse,
+            update,
+            self.engine == "compiled",  # the vectorisable sigmoid pays on long rows
+            loss_eps(self.dtype),
+        )
+
+    def _call(self, start: int, iterations: int, update: bool) -> int:
+        data = (
+            self._Xflat,
+            self.y.reshape(-1),
+            np.zeros(1, self.dtype) if self.sw is None else self.sw,
+            np.zeros(1, np.int64) if self.order is None else self.order,
+            self.Xp,
+            self.Xi,
+            self.Xd,
+        )
+        state = (self.P, self.G, self.S, self.stats, self.totals, self.part, self.A, self.D)
+        options = self._options(update)
+        blas = self.backend.blas_limit(1) if self.ptr else contextlib.nullcontext()
+        lock = _WORKQUEUE if self.T > 1 and _needs_lock() else contextlib.nullcontext()
+        with blas, lock:
+            if self.engine == "specialised":
+                return int(self.fn(data, state, self.cr, start, iterations, options))
+            return int(self.fn(data, state, self.layout, start, iterations, options))
+
+    def run(self, start: int, iterations: int) -> Stats:
+        self.step = self._call(start, iterations, True)
+        return Stats(self.stats.copy())
+
+    def gradient_sums(self) -> Gradients:
+        """The gradient over every row (the trainer's config must be full batch), no step taken."""
+        self._call(0, 1, False)
+        nP = self.P.size
+        g = self.G[:nP].copy()
+        ws, bs = self._split(g)
+        return Gradients(ws, bs, float(self.totals[0]), float(self.totals[1]), float(self.totals[2]))
+
+    def set_row_order(self, order: np.ndarray) -> None:
+        """The epoch's order, read by the loop itself: X and y are never copied."""
+        self.order = np.ascontiguousarray(order, np.int64)
+
+    def _split(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        ws, at = [], 0
+        for shape in self.shapes:
+            ws.append(flat[at : at + shape[0] * shape[1]].reshape(shape).copy())
+            at += shape[0] * shape[1]
+        if not self.use_bias:
+            return ws, None
+        bs = []
+        for n in self.sizes[1:]:
+            bs.append(flat[at : at + n].copy())
+            at += n
+        return ws, bs
+
+    def weights(self) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        return self._split(self.P)
+
+    def optimizer_arrays(self) -> dict[str, list[np.ndarray]]:
+        out = {}
+        for i, name in enumerate(SLOTS[self.config.optimizer]):
+            ws, bs = self._split(self.S[i])
+            out[name] = ws + (bs or [])
+        return out
+
+
+def _offsets(sizes):
+    from ._specialise import offsets
+
+    return offsets(sizes)
+
+
+def _needs_lock() -> bool:
+    """Whether parallel calls must be serialised: numba's workqueue layer (or not yet known)."""
+    try:
+        import numba
+
+        return numba.threading_layer() == "workqueue"
+    except ValueError:  # no parallel function has run yet: the layer is not chosen
+        return True
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+    strategies = _strategy.STRATEGIES
+
+    def __init__(self, threads: int | None = None, strategy: str | None = None):
+        super().__init__(threads, strategy)
+        self._pinned = strategy or _strategy.pinned()
+
+    @classmethod
+    def probe(cls):
+        try:
+            import numba  # noqa: F401
+        except ImportError as e:
+            return f"numba is not installed ({e}); pip install numba"
+        return None
+
+    def device(self) -> str:
+        return cpu_name()
+
+    def thread_count(self, rows: int) -> int:
+        """Threads for a step of ``rows`` rows: ``threads`` if given; else the fewer of numba's and
+        BLAS's current counts (both of which a caller may have limited), and one per 64 rows at most."""
+        if self.threads is not None:
+            return int(self.threads)
+        import numba
+
+        allowed = numba.get_num_threads()
+        blas = _blas_threads_now()
+        if blas is not None:
+            allowed = min(allowed, blas)
+        return max(1, min(allowed, rows // MIN_ROWS_PER_THREAD))
+
+    def blas_limit(self, n: int):
+        """Context limiting BLAS to ``n`` threads; concurrent fits restore the counts they found (``_blas``)."""
+        from .._blas import blas_threads
+
+        return blas_threads(n)
+
+    def limits(self):
+        """The compiled engine limits BLAS itself; predict runs NumPy's BLAS within ``threads``."""
+        return super().limits()
+
+    def _build(self, engine, weights, biases, X, y, config, sample_weight, optimizer) -> NumbaTrainer:
+        dt = np.dtype(weights[0].dtype)
+        m = rows_per_step(X.shape[0], config.batch_size)
+        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
+        T = self.thread_count(m) if engine == "compiled" else 1
+        rows = (
+            min(m, max(16, CHUNK_BYTES // (dt.itemsize * (sizes[0] + 2 * sum(sizes[1:])))))
+            if engine == "compiled"
+            else m
+        )
+        copies = 0 if is_sparse(X) else copy_bytes(X, dt)
+        params = sum(w.size for w in weights) * 2
+        self.check_memory(
+            copies + copy_bytes(y, dt) + dt.itemsize * (2 * T * rows * sum(sizes) + (T + 3) * params),
+            f"X and y in the network's dtype, activations and deltas of {T} x {rows} rows, gradients and the "
+            "optimizer's arrays",
+        )
+        return NumbaTrainer(self, weights, biases, X, y, config, sample_weight, optimizer, engine)
+
+    def engine_for(self, weights, biases, X, y, config, sample_weight=None) -> str:
+        """The engine this fit runs: pinned, else by size, else measured (and cached on disk)."""
+        from . import _cblas
+
+        blas_ok = _cblas.available(weights[0].dtype) is None
+        if self._pinned is not None:
+            if self._pinned == "compiled" and not blas_ok:
+                return _strategy.small_engine(tuple(w.shape[0] for w in weights) + (weights[-1].shape[1],))
+            return self._pinned
+        sizes = tuple(w.shape[0] for w in weights) + (weights[-1].shape[1],)
+        rows = rows_per_step(X.shape[0], config.batch_size)
+        decided = _strategy.by_size(sizes, rows)
+        if decided is not None or not blas_ok:
+            return (
+                decided if decided is not None and (decided != "compiled" or blas_ok) else _strategy.small_engine(sizes)
+            )
+        import numba
+
+        from ..._version import __version__
+
+        key = _strategy.cache_key(
+            dict(
+                cpu=cpu_name(),
+                numpy=np.__version__,
+                numba=numba.__version__,
+                sigmanet=__version__,
+                threads=self.thread_count(rows),
+                dtype=np.dtype(weights[0].dtype).name,
+                sizes="-".join(map(str, sizes)),
+                rows=rows,
+                sparse=is_sparse(X),
+            )
+        )
+        small = _strategy.small_engine(sizes)
+        probe = dataclasses.replace(config, average_loss=False)
+        candidates = {}
+        for name in (small, "compiled"):
+            copies = [w.copy() for w in weights], None if biases is None else [b.copy() for b in biases]
+            trainer = self._build(name, *copies, X, y, probe, sample_weight, None)
+            candidates[name] = lambda n, t=trainer: t.run(0, n)
+        return _strategy.choose(key, candidates)
+
+    def trainer(self, weights, biases, X, y, config, sample_weight=None, optimizer=None):
+        """The fit's trainer, of the engine :meth:`engine_for` picks (MemoryError first if it cannot fit)."""
+        engine = self.engine_for(weights, biases, X, y, config, sample_weight)
+        return self._build(engine, weights, biases, X, y, config, sample_weight, optimizer)
+
+    def gradients(self, weights, biases, X, y, config, sample_weight=None) -> Gradients:
+        """The gradient over every row of (X, y) by the compiled engine (row chunks that stay in cache)."""
+        from . import _cblas
+
+        whole = dataclasses.replace(config, batch_size=None)
+        engine = "compiled" if _cblas.available(weights[0].dtype) is None else "fused"
+        trainer = self._build(engine, weights, biases, X, y, whole, sample_weight, None)
+        return trainer.gradient_sums()
