@@ -25,11 +25,18 @@ TOL = dict(rtol=1e-10, atol=1e-13)
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
+    environ = dict(os.environ)  # distributed sets OMP/OPENBLAS/MKL_NUM_THREADS=1 in this process: undone after
+    try:
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True
+            ) as cluster,
+            distributed.Client(cluster) as c,
+        ):
+            yield c
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 @pytest.fixture(params=["cluster", "local"])

@@ -10,8 +10,9 @@ backend is first asked for.
 
 from ._version import __version__
 from .backends import available_backends, backend_status
+from .embedding import loss_and_gradients
 from .errors import BackendUnavailableError, DivergenceError, ModelFileError, SigmanetError
-from .network import History, Network, load
+from .network import History, Network, StuckWarning, load
 from .numerics import sigmoid
 
 __all__ = [
@@ -21,9 +22,11 @@ __all__ = [
     "ModelFileError",
     "Network",
     "SigmanetError",
+    "StuckWarning",
     "__version__",
     "available_backends",
     "backend_status",
     "load",
+    "loss_and_gradients",
     "sigmoid",
 ]

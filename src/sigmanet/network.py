@@ -1087,6 +1087,54 @@ class Network:
             self.output,
         )
 
+    def compiled_predict(self, **options: Any) -> Any:
+        """A numba-compiled ``f(x, out)`` with this network's weights bound in, for the caller's own
+        ``@njit`` code; see :func:`sigmanet.embedding.compiled_predict` (options pass through)."""
+        from .embedding import compiled_predict
+
+        return compiled_predict(self, **options)
+
+    def loss_and_gradients(self, X: Any, y: Any, **options: Any) -> tuple[float, list[np.ndarray], Any]:
+        """The objective a fit minimises and its gradient at the current weights, without training.
+
+        ``options``: ``loss``, ``reduction``, ``alpha``, ``sample_weight``,
+        ``class_weight``, as :meth:`fit` takes them; each one not given is
+        the stored option of the last fit, else fit's default. See
+        :func:`sigmanet.loss_and_gradients`.
+
+        Returns
+        -------
+        (loss, weight_gradients, bias_gradients)
+        """
+        from .embedding import loss_and_gradients
+
+        allowed = {"loss", "reduction", "alpha", "sample_weight", "class_weight"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise TypeError(f"loss_and_gradients takes {sorted(allowed)}, not {unknown}")
+        stored = self._state.fit_options
+        kw = {
+            k: options[k] if options.get(k) is not None else stored.get(k, FIT_DEFAULTS.get(k))
+            for k in ("loss", "reduction", "alpha", "class_weight")
+        }
+        Xs = X
+        if self._state.input_range is not None:
+            X, _ = from_user("X", X)
+            be = for_input(self._backend, X)
+            Xs = be.scale(be.check_inputs(X, self.layers[0]), self._state.input_range, self.dtype)
+        state = self._state
+        return loss_and_gradients(
+            list(state.weights),
+            None if state.biases is None else list(state.biases),
+            Xs,
+            y,
+            backend=self._backend.spec,
+            output=self.output,
+            sample_weight=options.get("sample_weight"),
+            threads=self.threads,
+            **kw,
+        )
+
     def __repr__(self) -> str:
         return (
             f"Network({list(self.layers)}, backend={self.backend!r}, dtype={self.dtype.name!r}, "
