@@ -27,12 +27,9 @@ TOL = dict(rtol=1e-10, atol=1e-13)
 def client():
     environ = dict(os.environ)  # distributed sets OMP/OPENBLAS/MKL_NUM_THREADS=1 in this process: undone after
     try:
-        with (
-            distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True
-            ) as cluster,
-            distributed.Client(cluster) as c,
-        ):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True)
+        # not the default client: the "local" tests must run on Dask's local scheduler, not on this cluster
+        with cluster, distributed.Client(cluster, set_as_default=False) as c:
             yield c
     finally:
         os.environ.clear()
@@ -92,6 +89,66 @@ def test_mini_batches_are_the_same_rows_in_the_same_order(where, batch_size, rng
     )
     np.testing.assert_allclose(h_dsk.errors, h_mem.errors, **TOL)
     for a, b in zip(dsk.weights, mem.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_local_tests_run_on_the_local_scheduler(where):
+    from sigmanet.backends.dask import _client
+
+    assert (_client() is None) == (where == "local")
+
+
+@pytest.mark.parametrize("option", ["adam", "nesterov", "weights", "softmax", "identity"])
+def test_every_option_gives_the_in_memory_weights(where, option, rng):
+    layers = [5, 8, 3]
+    X = rng.random((700, 5))
+    y = (rng.random((700, 3)) > 0.5).astype(float)
+    net_kw, fit_kw = {"bias": True}, dict(iterations=12, report_every=4, reduction="mean", learning_rate=0.3)
+    sw = None
+    if option in ("adam", "nesterov"):
+        fit_kw.update(optimizer=option, alpha=0.01, batch_size=256)
+    elif option == "weights":
+        sw = rng.random(700)
+        fit_kw.update(optimizer="momentum", average_loss=True)
+    elif option == "softmax":
+        y = np.eye(3)[rng.integers(3, size=700)]
+        net_kw["output"] = "softmax"
+        fit_kw.update(class_weight="balanced")
+    else:
+        y = rng.standard_normal((700, 3))
+        net_kw["output"] = "identity"
+        fit_kw.update(schedule="invscaling", batch_size=100)
+    mem = sn.Network(layers, backend="numba", seed=1, **net_kw)
+    dsk = sn.Network(layers, backend="numba", seed=1, **net_kw)
+    h_mem = mem.fit(X, y, sample_weight=sw, **fit_kw)
+    h_dsk = dsk.fit(chunked(X, 150), chunked(y, 150), sample_weight=None if sw is None else chunked(sw, 150), **fit_kw)
+    np.testing.assert_allclose(h_dsk.errors, h_mem.errors, **TOL)
+    np.testing.assert_allclose(h_dsk.losses, h_mem.losses, **TOL)
+    for a, b in zip(dsk.weights + dsk.biases, mem.weights + mem.biases, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    assert dsk.optimizer_state.step == mem.optimizer_state.step == 12
+
+
+def test_a_numpy_y_and_weights_beside_a_dask_x_are_chunked_like_x(where, rng):
+    X, y = rng.random((400, 4)), (rng.random((400, 1)) > 0.5).astype(float)
+    sw = rng.random(400)
+    mem = sn.Network([4, 5, 1], backend="numpy", seed=0)
+    dsk = sn.Network([4, 5, 1], backend="numpy", seed=0)
+    mem.fit(X, y, iterations=5, sample_weight=sw, reduction="mean")
+    dsk.fit(chunked(X, 90), y, iterations=5, sample_weight=sw, reduction="mean")
+    for a, b in zip(dsk.weights, mem.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+    with pytest.raises(ValueError, match="y has shape .* but the Dask X has 400 rows"):
+        dsk.fit(chunked(X, 90), y[:10], iterations=1)
+
+
+def test_loss_and_gradients_on_dask_arrays_equal_in_memory(where, rng):
+    X, y = rng.random((500, 4)), (rng.random((500, 2)) > 0.5).astype(float)
+    net = sn.Network([4, 6, 2], backend="numba", seed=2, bias=True)
+    mem = net.loss_and_gradients(X, y, reduction="mean", alpha=0.1)
+    dsk = net.loss_and_gradients(chunked(X, 120), chunked(y, 120), reduction="mean", alpha=0.1)
+    assert dsk[0] == pytest.approx(mem[0], rel=1e-12)
+    for a, b in zip(dsk[1] + dsk[2], mem[1] + mem[2], strict=True):
         np.testing.assert_allclose(a, b, **TOL)
 
 
@@ -184,6 +241,55 @@ def test_a_worker_killed_mid_fit_leaves_the_same_weights(client, rng):
     t.join(300)
     assert not t.is_alive() and not failure, failure
     assert net.iteration == 40
+    for a, b in zip(net.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+@pytest.mark.slow
+def test_a_fit_survives_losing_every_worker_at_once(rng, monkeypatch):
+    """Both workers SIGKILLed mid-fit: their nannies start new ones with no data; the fit places the
+    chunks again on the new workers (or fails within the timeout) instead of waiting forever."""
+    from sigmanet.backends import dask as dask_backend
+
+    monkeypatch.setattr(dask_backend, "ITERATION_TIMEOUT", 15.0)
+    X, y = rng.random((3000, 6)), (rng.random((3000, 1)) > 0.5).astype(float)
+    ref = sn.Network([6, 8, 1], backend="numpy", seed=3)
+    ref.fit(X, y, iterations=20, report_every=5, reduction="mean")
+    environ = dict(os.environ)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True)
+    try:
+        with cluster, distributed.Client(cluster, set_as_default=False) as c:
+            pids = c.run(os.getpid)
+            net = sn.Network([6, 8, 1], backend="numpy", seed=3)
+            halfway, go_on, failure = threading.Event(), threading.Event(), []
+
+            def callback(iteration, error):
+                if iteration == 10:
+                    halfway.set()
+                    go_on.wait(60)
+
+            def fit():
+                try:
+                    with c.as_current():
+                        net.fit(chunked(X, 300), chunked(y, 300), iterations=20, report_every=5, reduction="mean",
+                                callback=callback)  # fmt: skip
+                except BaseException as e:
+                    failure.append(e)
+
+            t = threading.Thread(target=fit)
+            t.start()
+            assert halfway.wait(120)
+            for pid in pids.values():
+                os.kill(pid, signal.SIGKILL)
+            c.wait_for_workers(2, timeout=60)
+            go_on.set()
+            t.join(180)
+            assert not t.is_alive()
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    assert not failure, failure
+    assert net.iteration == 20
     for a, b in zip(net.weights, ref.weights, strict=True):
         np.testing.assert_allclose(a, b, **TOL)
 

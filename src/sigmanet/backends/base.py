@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._arrays import Caller, array_namespace, available_host_memory, copy_bytes, cpu_name
+from .._arrays import Caller, array_namespace, available_host_memory, copy_bytes, cpu_name, is_sparse
 from .._plan import TrainConfig, predict_block_rows, rows_per_step
 
 
@@ -89,11 +89,15 @@ class Trainer:
         xp = self.backend.xp
         if getattr(self, "_rows_source", None) is None:
             self._rows_source = (self.X, self.y, self.sw)
-            self.X, self.y = xp.empty_like(self.X), xp.empty_like(self.y)
+            self.X = self.X if is_sparse(self.X) else xp.empty_like(self.X)
+            self.y = xp.empty_like(self.y)
             self.sw = None if self.sw is None else xp.empty_like(self.sw)
         X0, y0, sw0 = self._rows_source
         index = xp.asarray(order)
-        xp.take(X0, index, axis=0, out=self.X)
+        if is_sparse(X0):
+            self.X = X0[index]  # a sparse matrix's rows are gathered into a new one
+        else:
+            xp.take(X0, index, axis=0, out=self.X)
         xp.take(y0, index, axis=0, out=self.y)
         if sw0 is not None:
             xp.take(sw0, index, axis=0, out=self.sw)
@@ -145,7 +149,12 @@ class Backend:
     # -- arrays in and out --
 
     def to_device(self, a: Any, dtype: Any) -> Any:
-        """The user's array as a C-contiguous array of this backend (a no-op when it already is one)."""
+        """The user's array as a C-contiguous array of this backend (a no-op when it already is one);
+        a sparse matrix as CSR of ``dtype`` (its stored values only)."""
+        if is_sparse(a):
+            if array_namespace(a) is not np:
+                a = a.get()
+            return a.tocsr().astype(dtype, copy=False)
         if array_namespace(a) is not np:
             a = a.get()  # a CuPy array on a CPU backend: one copy to the host
         return np.ascontiguousarray(a, dtype=dtype)

@@ -44,13 +44,21 @@ ITERATION_TIMEOUT = float(os.environ.get("SIGMANET_DASK_TIMEOUT", "120"))
 
 
 def _client():
-    """The distributed Client in scope, or None (then Dask's local scheduler runs the tasks)."""
+    """The distributed Client Dask itself would use, or None (then Dask's local scheduler runs the tasks):
+    the one of a ``with client.as_current():`` block, else the default client (a Client made with
+    ``set_as_default=True``, distributed's default)."""
     try:
-        from distributed import get_client
+        from distributed import Client, default_client
     except ImportError:
         return None
     try:
-        return get_client()
+        return Client.current(allow_global=False)
+    except ValueError:  # not inside as_current()
+        pass
+    if dask.config.get("scheduler", None) != "dask.distributed":
+        return None
+    try:
+        return default_client()
     except ValueError:  # no client
         return None
 
@@ -292,8 +300,7 @@ class DaskTrainer(Trainer):
                 raise ValueError("sample_weight must be finite, at least 0, and not 0 for every row")
         self.client = _client()
         self.actors = None
-        self._blocks = (list(X.to_delayed().ravel()), list(y.to_delayed().ravel()),
-                        None if sw is None else list(sw.to_delayed().ravel()))  # fmt: skip
+        self._arrays = (X, y, sw)
         self._place(restricted=True)
         self.bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.n_rows = int(self.bounds[-1])
@@ -303,10 +310,17 @@ class DaskTrainer(Trainer):
         self._iterations_since_refresh = 0
         self.seconds_in_tasks = 0.0  # summed compute time the workers report, for the overhead figure
 
-    def _place(self, restricted: bool) -> None:
+    def _place(self, restricted: bool, fresh: bool = False) -> None:
         """Persist the chunks: on a cluster, contiguous ranges of chunks spread over the workers (each
-        computed on, and kept by, one worker); without one, in this process."""
-        xb, yb, sb = self._blocks
+        computed on, and kept by, one worker); without one, in this process. ``fresh``: under new keys
+        (the arrays' graphs cloned), for when the old keys are stuck on workers that are gone."""
+        arrays = self._arrays
+        if fresh:
+            from dask.graph_manipulation import clone
+
+            arrays = tuple(None if a is None else clone(a) for a in arrays)
+        xb, yb = (list(a.to_delayed().ravel()) for a in arrays[:2])
+        sb = None if arrays[2] is None else list(arrays[2].to_delayed().ravel())
         if self.client is None:
             self.x_parts = list(dask.persist(*xb))
             self.y_parts = list(dask.persist(*yb))
@@ -440,10 +454,13 @@ class DaskTrainer(Trainer):
             except Exception as e:
                 if self.client is None or not _is_timeout(e):
                     raise
-                # every worker holding the data may be gone: place the chunks again where workers are
+                # every worker holding the data may be gone, and its keys stuck waiting for them: place
+                # the chunks again, under new keys, on the workers there are now
                 self._placement.clear()
+                stuck = self.x_parts + self.y_parts + (self.sw_parts or [])
                 try:
-                    self._place(restricted=False)
+                    self._place(restricted=False, fresh=True)
+                    self.client.cancel(stuck)
                     parts = self._task_gradient(r0, r1)
                 except Exception as again:
                     raise RuntimeError(

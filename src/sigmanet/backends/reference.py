@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .. import optimizers
+from .._arrays import is_sparse
 from .._plan import (
     STATS_SIZE,
     Stats,
@@ -99,6 +100,7 @@ class ReferenceTrainer(Trainer):
         self.W = [xp.array(w, dtype=dt, order="C") for w in weights]
         self.b: list[Any] | None = None if biases is None else [xp.array(b, dtype=dt) for b in biases]
         self.X = backend.to_device(X, dt)
+        self.sparse = is_sparse(self.X)
         self.y = backend.to_device(y, dt)
         self.sw = None if sample_weight is None else backend.to_device(sample_weight, dt)
         self.n_rows = self.X.shape[0]
@@ -167,7 +169,10 @@ class ReferenceTrainer(Trainer):
 
     def weight_gradient(self, k: int, a_in: Any, d_out: Any) -> None:
         """g[k] = a_in.T @ d_out, and the bias's gradient gb[k] = d_out's column sums."""
-        self.xp.matmul(a_in.T, d_out, out=self.g[k])
+        if k == 0 and self.sparse:
+            self.g[0][...] = a_in.T @ d_out
+        else:
+            self.xp.matmul(a_in.T, d_out, out=self.g[k])
         if self.gb is not None:
             d_out.sum(axis=0, out=self.gb[k])
 
@@ -216,7 +221,10 @@ class ReferenceTrainer(Trainer):
         """Forward pass, the error and loss if asked, then every delta from the output down."""
         xp, L = self.xp, len(self.W)
         for k in range(L):  # a[k+1] = act(a[k] @ W[k] + b[k])
-            xp.matmul(a[k], self.W[k], out=a[k + 1])
+            if k == 0 and self.sparse:
+                a[1][...] = a[0] @ self.W[0]  # sparse x dense: the first layer reads only the stored values
+            else:
+                xp.matmul(a[k], self.W[k], out=a[k + 1])
             self.forward_activation(a[k + 1], k)
         if want_error or want_loss:
             self.measure(y, a[L], sw, tmp[L], want_error, want_loss)
