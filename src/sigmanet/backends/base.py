@@ -327,7 +327,8 @@ class Backend:
         out = xp.empty((X.shape[0], W[-1].shape[1]), X.dtype)
         step = predict_block_rows(max(max(w.shape) for w in W), X.dtype.itemsize)
         L = len(W)
-        with self.limits(), np.errstate(over="ignore"):
+        # extreme inputs overflow the products (inf - inf is NaN): no warning, as fit gives none
+        with self.limits(), np.errstate(over="ignore", invalid="ignore"):
             for r0 in range(0, X.shape[0], step):
                 a = X[r0 : r0 + step]
                 for k, w in enumerate(W):
