@@ -23,7 +23,7 @@ import textwrap
 CHILD = textwrap.dedent("""
     import json, sys, time
     import numpy as np
-    from sigmanet.bench import reset_resident_peak, resident_bytes
+    from sigmanet.bench.records import reset_resident_peak, resident_bytes
     kind, backend, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "csv":
         from sigmanet.io import read_csv
@@ -85,7 +85,7 @@ def main(argv=None):
     p.add_argument("--backends", default="numba")
     p.add_argument("--out", help="write the results here as JSON")
     args = p.parse_args(argv)
-    from sigmanet.backends.base import cpu_name
+    from sigmanet._arrays import cpu_name
 
     results = []
     for backend in args.backends.split(","):

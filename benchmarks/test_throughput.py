@@ -26,9 +26,9 @@ def test_training_interval(benchmark, usable, rows, dtype, case, rounds):
     n = ITERATIONS.get(rows, 5)
 
     def interval():
-        err = trainer.run(0, n)
+        stats = trainer.run(0, n)
         backend.synchronize()
-        return err
+        return stats.error
 
     benchmark.group = f"rows={rows} {'-'.join(map(str, layers))} {dtype}"
     err = benchmark.pedantic(interval, rounds=rounds[0], warmup_rounds=rounds[1])

@@ -48,9 +48,27 @@ def test_backend_record_is_complete_and_fused_loops_do_not_allocate(name):
     assert rec.alloc_per_iteration == 0
 
 
-def test_the_seed_loop_peer_is_timed_and_labelled():
-    rec = bench.bench_peer("seed-loop", 16, "float64", layers=[4, 8, 1], min_seconds=0.05)
-    assert rec.kind == "peer" and rec.iterations_per_second > 0
+@pytest.mark.parametrize("peer", ["seed-loop", "torch", "jax"])
+def test_each_peer_trains_the_same_network_as_sigmanet(peer):
+    """A peer that ran a cheaper loop would flatter itself: after 10 iterations its weights are the
+    NumPy backend's (mean steps, the seed's loss, rate 1), and its record is labelled a peer."""
+    if peer != "seed-loop":
+        pytest.importorskip(peer, reason=f"{peer} is not installed (pip install 'sigmanet[peers]')")
+    import sigmanet as sn
+
+    layers = [4, 8, 1]
+    X, y = bench.dataset(16, layers, "float64")
+    w = bench.init_weights(layers, np.dtype("float64"), 0, "glorot")
+    run = bench._PEER_FACTORIES[peer](w, X, y, np.dtype("float64"))
+    run.run(10)
+    run.sync()
+    net = sn.Network(layers, backend="numpy")
+    net.set_weights(w)
+    net.fit(X, y, iterations=10, reduction="mean", learning_rate=1.0)
+    for got, want in zip(run.weights(), net.weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    rec = bench.bench_peer(peer, 16, "float64", layers=layers, min_seconds=0.02)
+    assert rec.kind == "peer" and rec.backend == peer and rec.gemm_ratio is not None
 
 
 def test_cli_bench_writes_results_and_chart(tmp_path, capsys):
@@ -76,7 +94,8 @@ def test_cli_bench_says_which_peers_it_skips_and_why(tmp_path, capsys, monkeypat
     def missing(*args):
         raise bench.PeerUnavailable("PyTorch is not installed (pip install 'sigmanet[peers]')")
 
-    monkeypatch.setitem(bench._PEER_FACTORIES, "torch", missing)
+    monkeypatch.setitem(bench.peers._PEER_PROBES, "torch", missing)  # checked without running it
+    monkeypatch.setitem(bench.peers._PEER_PROBES, "torch-graph", missing)
     assert main(["bench", "--quick", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "skipping peer torch: PyTorch is not installed (pip install 'sigmanet[peers]')" in out
@@ -87,19 +106,29 @@ def test_cli_bench_says_which_peers_it_skips_and_why(tmp_path, capsys, monkeypat
 def test_cli_bench_says_when_it_cannot_draw_the_chart(tmp_path, capsys, monkeypatch):
     why = "matplotlib is not installed (pip install 'sigmanet[bench]')"
     monkeypatch.setattr(bench, "chart_unavailable", lambda: why)
+    monkeypatch.setattr(bench.report, "chart_unavailable", lambda: why)
     assert main(["bench", "--quick", "--no-peers", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
     assert "skipping throughput.png: matplotlib is not installed" in capsys.readouterr().out
     assert not (tmp_path / "throughput.png").exists() and (tmp_path / "results.json").exists()
 
 
-def test_a_gpu_peer_is_measured_against_its_own_gemms():
-    """The peer's floor is built in its own library: the seed loop's in NumPy (a GPU peer's would be cuBLAS)."""
+def test_a_peers_floor_is_its_own_librarys_gemms_on_its_own_device():
+    """PyTorch's floor runs torch.matmul on the tensors' device (cuBLAS where there is a GPU), not NumPy."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'sigmanet[peers]')")
     from sigmanet.datasets import tutorial_table
 
     X, y = tutorial_table("float32")
     w = bench.init_weights([3, 4, 1], np.dtype("float32"), 0, "glorot")
-    peer = bench._peer_seed_loop(w, X, y, np.dtype("float32"))
-    assert isinstance(peer.floor, bench.GemmFloor) and peer.floor.xp is np
+    peer = bench._PEER_FACTORIES["torch"](w, X, y, np.dtype("float32"))
+    calls = []
+    real = torch.matmul
+    torch.matmul = lambda *a, **k: calls.append(a[0].device.type) or real(*a, **k)
+    try:
+        peer.floor()
+    finally:
+        torch.matmul = real
+    assert calls and set(calls) == {"cuda" if torch.cuda.is_available() else "cpu"}
+    assert not isinstance(peer.floor, bench.GemmFloor)
 
 
 def test_cli_bench_rejects_unknown_backends(capsys):
