@@ -19,15 +19,20 @@ finite differences.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+import math
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _validation as v
 from ._arrays import from_user
-from ._plan import TrainConfig, reduction_factor
+from ._plan import OUTPUT_CODE, TrainConfig, reduction_factor
 from .backends import for_input, get_backend
+from .errors import BackendUnavailableError
 
 
 def loss_and_gradients(
@@ -117,6 +122,342 @@ def _dask_gradients(be: Any, ws: list, bs: list | None, X: Any, y: Any, config: 
     return trainer._gradient(0, trainer.n_rows)
 
 
-def compiled_predict(net: Any, **options: Any) -> Any:
-    """A numba-compiled ``f(x, out)`` with ``net``'s weights bound in (issue 26; to be written)."""
-    raise NotImplementedError("compiled_predict is not written yet")
+# -- a trained network inside the caller's own compiled code --------------------------------------
+
+# Bytes of one call's activations kept on the stack (two layers' worth, ping-pong): 64 KiB, far
+# inside any thread's stack (numba's and OpenMP's workers included). Wider networks take
+# ``scratch=True`` and the caller's buffer.
+STACK_BYTES = 1 << 16
+# CUDA constant memory, where the device function's weights live (64 KiB on every NVIDIA GPU).
+CUDA_CONSTANT_BYTES = 1 << 16
+TARGETS = ("cpu", "cuda")
+
+
+def scratch_size(net: Any) -> int:
+    """Elements of the buffer ``compiled_predict(net, scratch=True)`` needs per call (per thread):
+    twice the widest layer after the inputs."""
+    return 2 * max(net.layers[1:])
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a compiled predict binds in: the network's parameters flat, as step.py lays them out.
+
+    ``P`` holds every layer's weights row-major at ``woff[k]`` (W[k] is (n_k, n_{k+1})), then
+    every bias at ``boff[k]`` (zeros without bias), in the network's dtype; ``lo``/``span`` the
+    input scaling ``(x - lo) / span`` in float64, as :meth:`Backend.scale` computes it.
+    """
+
+    P: np.ndarray
+    sizes: np.ndarray
+    woff: np.ndarray
+    boff: np.ndarray
+    lo: np.ndarray
+    span: np.ndarray
+    scaled: bool
+    bias: bool
+    output: int  # OUTPUT_CODE: 0 sigmoid, 1 softmax, 2 identity
+    dtype: np.dtype
+    width: int  # the widest layer after the inputs
+
+    @classmethod
+    def of(cls, net: Any) -> _Snapshot:
+        layers = [int(n) for n in net.layers]
+        dt = np.dtype(net.dtype)
+        weights, biases = net.weights, net.biases  # host copies: later training never reaches them
+        woff, boff, at = [], [], 0
+        for w in weights:
+            woff.append(at)
+            at += w.size
+        for n in layers[1:]:
+            boff.append(at)
+            at += n
+        P = np.zeros(at, dt)
+        for w, o in zip(weights, woff):
+            P[o : o + w.size] = w.ravel()
+        if biases is not None:
+            for b, o in zip(biases, boff):
+                P[o : o + b.size] = b
+        r = net.input_range
+        if r is None:
+            lo, span = np.zeros(layers[0]), np.ones(layers[0])
+        else:
+            lo, hi = (np.asarray(a, np.float64) for a in r)
+            span = np.where(hi > lo, hi - lo, 1.0)
+        return cls(
+            P,
+            np.array(layers, np.int64),
+            np.array(woff, np.int64),
+            np.array(boff, np.int64),
+            lo,
+            span,
+            r is not None,
+            biases is not None,
+            OUTPUT_CODE[net.output],
+            dt,
+            max(layers[1:]),
+        )
+
+
+def _row_source(s: _Snapshot) -> Callable[..., None]:
+    """``row(x, out, buf)``: one row through the network, activations in ``buf`` (2 * width elements).
+
+    Plain Python over the snapshot's constants, compiled by numba for the CPU (:func:`compiled_predict`)
+    and for CUDA devices alike; the arithmetic of :meth:`Backend.predict`, row by row: ``z = a @ W[k]``
+    summed in the order of j, then ``+ b[k]``, then the activation (sigmoid ``1 / (1 + exp(-z))``;
+    softmax with the row's maximum subtracted; identity).
+    """
+    P, SIZES, WOFF, BOFF, LO, SPAN = s.P, s.sizes, s.woff, s.boff, s.lo, s.span
+    SCALED, BIAS, OUT, H = s.scaled, s.bias, s.output, s.width
+    L, N0, NL = len(s.sizes) - 1, int(s.sizes[0]), int(s.sizes[-1])
+    DT = s.dtype.type
+    ZERO, ONE = DT(0), DT(1)
+
+    def row(x, out, buf):  # pragma: no cover - compiled (the CUDA simulator runs it as Python)
+        n = SIZES[1]
+        for o in range(n):
+            buf[o] = ZERO
+        for j in range(N0):  # the first product reads x itself, scaled as predict scales it
+            if SCALED:
+                xj = DT((x[j] - LO[j]) / SPAN[j])
+            else:
+                xj = DT(x[j])
+            w = WOFF[0] + j * n
+            for o in range(n):
+                buf[o] += xj * P[w + o]
+        src = 0
+        for k in range(L):
+            n = SIZES[k + 1]
+            if BIAS:
+                for o in range(n):
+                    buf[src + o] += P[BOFF[k] + o]
+            if k < L - 1 or OUT == 0:
+                for o in range(n):
+                    buf[src + o] = ONE / (ONE + math.exp(-buf[src + o]))
+            elif OUT == 1:
+                top = buf[src]
+                for o in range(1, n):
+                    if buf[src + o] > top:  # not max(): CUDA's max() overload wants a device to compile
+                        top = buf[src + o]
+                total = ZERO
+                for o in range(n):
+                    buf[src + o] = math.exp(buf[src + o] - top)
+                    total += buf[src + o]
+                for o in range(n):
+                    buf[src + o] /= total
+            if k == L - 1:
+                break
+            dst = H - src
+            m = SIZES[k + 2]
+            for o in range(m):
+                buf[dst + o] = ZERO
+            for j in range(n):
+                aj = buf[src + j]
+                w = WOFF[k + 1] + j * m
+                for o in range(m):
+                    buf[dst + o] += aj * P[w + o]
+            src = dst
+        for o in range(NL):
+            out[o] = buf[src + o]
+
+    return row
+
+
+def _stack_buffer(n: int, dtype: np.dtype) -> Any:
+    """An intrinsic returning a pointer to ``n`` elements of ``dtype`` on the calling function's stack.
+
+    The space is reserved in the function's entry block (a fixed-size ``alloca``): no allocation, no
+    state shared between threads, gone when the call returns.
+    """
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+    from numba.np.numpy_support import from_dtype
+
+    element = from_dtype(dtype)
+
+    @intrinsic
+    def stack(typingctx):
+        def codegen(context, builder, signature, args):
+            return cgutils.alloca_once(builder, context.get_value_type(element), size=n)
+
+        return types.CPointer(element)(), codegen
+
+    return stack
+
+
+def compiled_predict(net: Any, *, scratch: bool = False, target: str = "cpu") -> Any:
+    """A numba-compiled ``f(x, out)`` with ``net``'s weights bound in, for the caller's own ``@njit`` code.
+
+    ``f`` computes what ``net.predict`` computes (the input range's scaling, the biases, the hidden
+    sigmoids and the output layer: sigmoid, softmax or identity), in the network's dtype (float32 or
+    float64), one row at a time:
+
+    * ``f(x, out)`` with ``x`` one row ``(n0,)`` fills ``out`` ``(nL,)``;
+    * with ``x`` a block ``(m, n0)`` it fills ``out`` ``(m, nL)``, row by row.
+
+    ``x`` and ``out`` may be any float arrays (strided views too); ``out`` is written in its own dtype.
+    Call it from ``@njit`` code (pass ``f`` in as an argument, or close over it) or from Python; the
+    first call of each signature compiles it (about a second; not cached on disk).
+
+    Snapshot: the weights, biases and input range are copied into ``f`` when it is made, as
+    compile-time constants. Training the network further, or :meth:`~sigmanet.Network.set_weights`,
+    does not change ``f``; call ``compiled_predict`` again for the new weights.
+
+    Calls allocate nothing and share nothing: the activations live on the calling thread's stack
+    (``2 * max(layers[1:])`` elements, at most :data:`STACK_BYTES`), so ``f`` is safe to call from
+    any number of threads at once, ``numba.prange`` bodies included. It starts no threads, takes no
+    lock and holds no GIL (``nogil``): the caller decides the parallelism. Wrong shapes raise
+    ValueError.
+
+    Parameters
+    ----------
+    net : sigmanet.Network
+    scratch : bool, default False
+        True: ``f(x, out, scratch)`` takes the activations' buffer from the caller instead of the
+        stack, for networks wider than the stack allows: a 1-D array of the network's dtype with at
+        least :func:`scratch_size` elements, one per thread (under ``prange``, e.g. a row of a
+        ``(numba.get_num_threads(), scratch_size(net))`` array picked by ``numba.get_thread_id()``).
+    target : {"cpu", "cuda"}, default "cpu"
+        "cuda": a numba CUDA *device function* ``g(x, out)`` for one row (1-D ``x`` and ``out``,
+        device arrays or views of them, e.g. ``g(X[i], out[i])`` in the thread of row i), to call
+        from the caller's own ``@cuda.jit`` kernels; CuPy arrays pass straight into such kernels.
+        Its activations live in the thread's local memory, its weights in constant memory (the
+        parameters must fit :data:`CUDA_CONSTANT_BYTES`). No shape checks run on the device: the
+        caller's kernel gives rows of ``n0`` and ``nL`` elements.
+
+    Returns
+    -------
+    numba dispatcher (``target="cpu"``) or CUDA device function (``target="cuda"``)
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not a Network, or an option is of the wrong type.
+    ValueError
+        If ``target`` is unknown, or the network is too wide for the stack (use ``scratch=True``) or
+        for CUDA constant memory.
+    sigmanet.BackendUnavailableError
+        If numba is not installed.
+
+    Examples
+    --------
+    >>> import numba, numpy as np, sigmanet as sn
+    >>> net = sn.Network([3, 4, 1], backend="numpy", seed=1)
+    >>> f = net.compiled_predict()
+    >>> @numba.njit
+    ... def total(f, X):
+    ...     out, s = np.empty(1), 0.0
+    ...     for i in range(X.shape[0]):
+    ...         f(X[i], out)
+    ...         s += out[0]
+    ...     return s
+    >>> X = np.random.default_rng(0).random((100, 3))
+    >>> bool(np.isclose(total(f, X), net.predict(X).sum()))
+    True
+    """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"compiled_predict needs a sigmanet.Network, got {type(net).__name__}")
+    scratch = v.check_bool("scratch", scratch)
+    v.check_choice("target", target, TARGETS)
+    try:
+        import numba
+    except ImportError as e:
+        raise BackendUnavailableError(f"compiled_predict needs numba ({e}); pip install numba") from None
+    s = _Snapshot.of(net)
+    if target == "cuda":
+        return _cuda_device_function(s)
+    itemsize = s.dtype.itemsize
+    if not scratch and 2 * s.width * itemsize > STACK_BYTES:
+        raise ValueError(
+            f"a layer of {s.width} units needs {2 * s.width * itemsize} bytes of activations per call, more "
+            f"than the {STACK_BYTES} bytes compiled_predict keeps on the stack; use scratch=True and pass a "
+            f"buffer of sigmanet.embedding.scratch_size(net) = {2 * s.width} elements"
+        )
+    row = numba.njit(nogil=True, error_model="numpy")(_row_source(s))
+    N0, NL, NBUF, ITEMSIZE = int(s.sizes[0]), int(s.sizes[-1]), 2 * s.width, itemsize
+    ndim_msg = "x and out must both be 1-D (one row) or both 2-D (a block of rows)"
+    row_msg = f"x must hold {N0} inputs and out {NL} outputs per row"
+    rows_msg = "out must have as many rows as x"
+    buf_msg = f"scratch must be a 1-D {s.dtype.name} array of at least {NBUF} elements"
+    about = (
+        f"Network {list(net.layers)} ({s.dtype.name}, output {net.output!r}"
+        f"{', bias' if s.bias else ''}{', input range' if s.scaled else ''}) at iteration {net.iteration}, "
+        "compiled by sigmanet.embedding.compiled_predict: a snapshot of its weights."
+    )
+
+    if scratch:
+
+        def predict_into(x, out, scratch):  # pragma: no cover - compiled
+            if x.ndim != out.ndim:
+                raise ValueError(ndim_msg)
+            if scratch.ndim != 1:
+                raise ValueError(buf_msg)
+            if scratch.shape[0] < NBUF or scratch.itemsize != ITEMSIZE:
+                raise ValueError(buf_msg)
+            if x.ndim == 1:
+                if x.shape[0] != N0 or out.shape[0] != NL:
+                    raise ValueError(row_msg)
+                row(x, out, scratch)
+            else:
+                if x.shape[1] != N0 or out.shape[1] != NL:
+                    raise ValueError(row_msg)
+                if out.shape[0] != x.shape[0]:
+                    raise ValueError(rows_msg)
+                for i in range(x.shape[0]):
+                    row(x[i], out[i], scratch)
+
+        predict_into.__doc__ = f"f(x, out, scratch): {about}"
+        return numba.njit(nogil=True, error_model="numpy")(predict_into)
+
+    stack = _stack_buffer(NBUF, s.dtype)
+
+    def predict(x, out):  # pragma: no cover - compiled
+        if x.ndim != out.ndim:
+            raise ValueError(ndim_msg)
+        buf = numba.carray(stack(), NBUF)
+        if x.ndim == 1:
+            if x.shape[0] != N0 or out.shape[0] != NL:
+                raise ValueError(row_msg)
+            row(x, out, buf)
+        else:
+            if x.shape[1] != N0 or out.shape[1] != NL:
+                raise ValueError(row_msg)
+            if out.shape[0] != x.shape[0]:
+                raise ValueError(rows_msg)
+            for i in range(x.shape[0]):
+                row(x[i], out[i], buf)
+
+    predict.__doc__ = f"f(x, out): {about}"
+    return numba.njit(nogil=True, error_model="numpy")(predict)
+
+
+def _cuda_device_function(s: _Snapshot) -> Any:
+    """The row kernel as a numba CUDA device function ``g(x, out)``: activations in local memory."""
+    if s.P.nbytes + s.lo.nbytes + s.span.nbytes > CUDA_CONSTANT_BYTES:
+        raise ValueError(
+            f"the network's {s.P.size} parameters take {s.P.nbytes} bytes, more than the {CUDA_CONSTANT_BYTES} "
+            "bytes of CUDA constant memory the device function keeps them in; call net.predict on CuPy "
+            "arrays for networks this size"
+        )
+    from numba import cuda
+    from numba.np.numpy_support import from_dtype
+
+    # The wrapper's globals are its own dict holding the cuda module itself, where the CUDA simulator
+    # (NUMBA_ENABLE_CUDASIM=1) swaps in its stand-in.
+    names = {
+        "__builtins__": builtins,
+        "cuda": cuda,
+        "row": cuda.jit(device=True)(_row_source(s)),
+        "NBUF": 2 * s.width,
+        "ELEMENT": from_dtype(s.dtype),
+    }
+    predict_row = types.FunctionType(_cuda_predict_row.__code__, names, "predict_row")
+    return cuda.jit(device=True)(predict_row)
+
+
+def _cuda_predict_row(x, out):  # pragma: no cover - a template: its globals are bound per network
+    buf = cuda.local.array(NBUF, ELEMENT)  # type: ignore[name-defined]  # noqa: F821
+    row(x, out, buf)  # type: ignore[name-defined]  # noqa: F821

@@ -1,0 +1,339 @@
+"""Embedding a network in other numerical code (issue 26).
+
+* the compiled predict: called from @njit loops (and prange, and threads) it equals net.predict,
+  allocates nothing per call, is a snapshot; its CUDA leg compiles to PTX here and runs on the
+  CUDA simulator (and on a real GPU where one is usable);
+* loss_and_gradients: central finite differences for every output layer and loss, the fit's own
+  step, NumPy, numba and Dask agreeing, the Network method agreeing with the functional;
+* arrays from any library through DLPack (PyTorch, JAX): no copy where the memory allows, the
+  caller's kind back, read-only inputs never written;
+* a good guest: no threads beyond the caller's limits, and importing or fitting changes no
+  process-wide setting, prints nothing, warns once per cause.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numba
+import numpy as np
+import pytest
+from helpers import ENGINES
+
+import sigmanet as sn
+from sigmanet.embedding import STACK_BYTES, compiled_predict, scratch_size
+
+CPU_ENGINES = [e for e in ENGINES if e.split(":")[0] in ("numpy", "numba")]
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def _data(rng, n, layers, output):
+    """Inputs on a range the network is given, and targets its output layer can reach."""
+    X = rng.uniform(-3.0, 5.0, size=(n, layers[0]))
+    if output == "softmax":
+        y = np.eye(layers[-1])[rng.integers(0, layers[-1], n)]
+    elif output == "identity":
+        y = rng.normal(size=(n, layers[-1]))
+    else:
+        y = rng.integers(0, 2, size=(n, layers[-1])).astype(float)
+    return X, y
+
+
+def _trained(rng, backend="numpy", layers=(3, 5, 4, 2), output="sigmoid", bias=True, dtype="float64", scaled=True):
+    """A network a few steps into training on ``backend``, with biases and an input range."""
+    net = sn.Network(list(layers), backend=backend, dtype=dtype, seed=3, bias=bias, output=output)
+    X, y = _data(rng, 64, layers, output)
+    if bias:  # biases away from zero, so a kernel that dropped them would show
+        net.set_weights(net.weights, [rng.normal(scale=0.5, size=n) for n in layers[1:]])
+    if scaled:
+        net.set_input_range(np.full(layers[0], -3.0), np.r_[np.full(layers[0] - 1, 5.0), -3.0])  # a constant column
+    net.fit(X, y, iterations=5, learning_rate=0.5, reduction="mean", warn_stuck=False)
+    return net, X
+
+
+@numba.njit
+def _each_row(f, X, out):
+    """The caller's own compiled loop: one call per row."""
+    for i in range(X.shape[0]):
+        f(X[i], out[i])
+
+
+@numba.njit
+def _repeat(f, x, out, n):
+    for _ in range(n):
+        f(x, out)
+    return out[0]
+
+
+@numba.njit(parallel=True)
+def _each_row_parallel(f, X, out):
+    for i in numba.prange(X.shape[0]):
+        f(X[i], out[i])
+
+
+# -- the compiled predict ----------------------------------------------------------------------
+
+
+# numpy's weights in the default run; the numba engines' (the same numbers, by other arithmetic) in CI's slow run
+@pytest.mark.parametrize(
+    "engine", [e if e == "numpy" else pytest.param(e, marks=pytest.mark.slow) for e in CPU_ENGINES]
+)
+def test_compiled_predict_in_an_njit_loop_equals_predict_on_each_engines_weights(engine, rng):
+    net, X = _trained(rng, backend=engine)
+    f = net.compiled_predict()
+    out = np.full((X.shape[0], 2), np.nan)
+    _each_row(f, X, out)
+    np.testing.assert_allclose(out, net.predict(X), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "output, dtype, layers",
+    [("softmax", "float64", (4, 6, 3)), ("identity", "float64", (2, 7, 5, 3)), ("softmax", "float32", (4, 6, 3)),
+     ("sigmoid", "float32", (3, 4, 1))],
+)  # fmt: skip
+def test_compiled_predict_applies_the_output_layer_in_the_networks_dtype(output, dtype, layers, rng):
+    net, X = _trained(rng, layers=layers, output=output, dtype=dtype)
+    f = compiled_predict(net)
+    block = np.empty((X.shape[0], layers[-1]), dtype)
+    f(X.astype(dtype), block)  # a block at once, from Python
+    rows = np.empty_like(block)
+    _each_row(f, X.astype(dtype), rows)
+    tol = 1e-12 if dtype == "float64" else 2e-6
+    np.testing.assert_allclose(block, net.predict(X), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(rows, block)
+    if output == "softmax":
+        np.testing.assert_allclose(block.sum(axis=1), 1.0, rtol=10 * tol)
+
+
+def test_compiled_predict_without_bias_or_range_is_the_seeds_forward_pass():
+    X = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], float)
+    net = sn.Network([3, 4, 1], backend="numpy", seed=1, init="legacy")
+    net.fit(X, np.array([[0], [1], [1], [0]]), iterations=2000)
+    W0, W1 = net.weights
+    expected = 1 / (1 + np.exp(-(1 / (1 + np.exp(-X @ W0)) @ W1)))
+    out = np.empty((4, 1))
+    net.compiled_predict()(X, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-13)
+
+
+def test_compiled_predict_reads_strided_views_and_fills_outputs_of_another_dtype(rng):
+    net, X = _trained(rng)
+    f = net.compiled_predict()
+    wide = np.zeros((X.shape[0], 9))
+    wide[:, ::3] = X  # x a strided view
+    out = np.zeros((2, X.shape[0]), np.float32).T  # out a transposed view, float32
+    f(wide[:, ::3], out)
+    np.testing.assert_allclose(out, net.predict(X), rtol=1e-6)
+    row = np.empty(2)
+    f(X[7], row)
+    np.testing.assert_allclose(row, net.predict(X[7:8])[0], rtol=1e-12)
+
+
+def test_compiled_predict_is_a_snapshot_that_later_training_leaves_alone(rng):
+    net, X = _trained(rng)
+    f = net.compiled_predict()
+    before = net.predict(X)
+    X2, y2 = _data(rng, 64, net.layers, "sigmoid")
+    net.fit(X2, y2, iterations=50, learning_rate=2.0)
+    net.set_input_range(None, None)
+    assert np.abs(net.predict(X) - before).max() > 1e-3  # the network did change
+    out = np.empty_like(before)
+    _each_row(f, X, out)
+    np.testing.assert_allclose(out, before, rtol=1e-12)
+    assert "snapshot" in f.__doc__ and "iteration 5" in f.__doc__
+
+
+def _allocations(run):
+    """NRT allocations (arrays and their meminfos) while ``run()`` executes; the counter's state is restored."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    was = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        before = rtsys.get_allocation_stats()
+        run()
+        after = rtsys.get_allocation_stats()
+    finally:
+        if not was:
+            _nrt_python.memsys_disable_stats()
+    return (after.alloc - before.alloc) + (after.mi_alloc - before.mi_alloc)
+
+
+def test_compiled_predict_allocates_nothing_per_call(rng):
+    net, X = _trained(rng)
+    f = net.compiled_predict()
+    block, row = np.empty((X.shape[0], 2)), np.empty(2)
+    _repeat(f, X[0], row, 1)
+    _repeat(f, X, block, 1)  # compiled for both forms before counting
+    # Entering compiled code from Python wraps each array it is given (a few meminfos); what the calls
+    # inside the loop allocate would grow with their number.
+    once = _allocations(lambda: (_repeat(f, X[0], row, 1), _repeat(f, X, block, 1)))
+    many = _allocations(lambda: (_repeat(f, X[0], row, 2001), _repeat(f, X, block, 201)))
+    assert many == once
+    # the counter does count what compiled code allocates per call
+    probe = numba.njit(lambda n: np.zeros(n).sum())
+    probe(3)
+    assert _allocations(lambda: probe(3)) > 0
+
+
+def test_compiled_predict_is_safe_from_many_threads_at_once(rng):
+    net, X = _trained(rng)
+    f = net.compiled_predict()
+    Xs = [np.ascontiguousarray(rng.uniform(-3, 5, size=(2000, 3))) for _ in range(4)]
+    outs = [np.empty((2000, 2)) for _ in Xs]
+    _each_row(f, Xs[0], outs[0])  # compiled once, before the threads start
+    start = threading.Barrier(len(Xs))
+
+    def work(i):
+        start.wait()
+        for _ in range(20):
+            _each_row(f, Xs[i], outs[i])  # nogil: the threads do run at once
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(Xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for Xi, out in zip(Xs, outs):
+        np.testing.assert_allclose(out, net.predict(Xi), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_compiled_predict_under_prange_equals_predict(rng):
+    net, _ = _trained(rng, layers=(3, 40, 30, 2), output="softmax")
+    X = rng.uniform(-3, 5, size=(5000, 3))
+    out = np.full((5000, 2), np.nan)
+    _each_row_parallel(net.compiled_predict(), X, out)
+    np.testing.assert_allclose(out, net.predict(X), rtol=1e-12)
+
+
+def test_compiled_predict_with_the_callers_scratch_for_wide_networks(rng):
+    wide = sn.Network([3, STACK_BYTES // 16 + 1, 2], backend="numpy", seed=0, bias=True)
+    with pytest.raises(ValueError, match="scratch=True"):
+        wide.compiled_predict()
+    net, X = _trained(rng)
+    f = net.compiled_predict(scratch=True)
+    out = np.empty((X.shape[0], 2))
+    f(X, out, np.empty(scratch_size(net)))
+    np.testing.assert_allclose(out, net.predict(X), rtol=1e-12)
+    assert scratch_size(net) == 2 * max(net.layers[1:])
+    for bad in (np.empty(scratch_size(net) - 1), np.empty(scratch_size(net), np.float32)):
+        with pytest.raises(ValueError, match="scratch must be"):
+            f(X, out, bad)
+
+
+def test_compiled_predict_refuses_wrong_shapes_and_options(rng):
+    net, X = _trained(rng)
+    f = net.compiled_predict()
+    with pytest.raises(ValueError, match="3 inputs and out 2 outputs"):
+        f(np.ones(4), np.ones(2))
+    with pytest.raises(ValueError, match="3 inputs and out 2 outputs"):
+        f(np.ones((5, 3)), np.ones((5, 1)))
+    with pytest.raises(ValueError, match="as many rows"):
+        f(np.ones((5, 3)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="both be 1-D"):
+        f(np.ones(3), np.ones((1, 2)))
+    with pytest.raises(ValueError, match="target"):
+        net.compiled_predict(target="tpu")
+    with pytest.raises(TypeError, match="scratch"):
+        net.compiled_predict(scratch="yes")
+    with pytest.raises(TypeError, match="Network"):
+        compiled_predict(object())
+    with pytest.raises(TypeError):
+        net.compiled_predict(threads=2)
+
+
+# -- the CUDA leg ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cc", [(9, 0), pytest.param((8, 0), marks=pytest.mark.slow)])
+def test_cuda_device_function_compiles_to_ptx_without_a_gpu(cc, rng):
+    cuda = pytest.importorskip("numba.cuda")
+    from numba import float32, float64
+
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        nvvm.NVVM()
+    except Exception as e:  # the toolkit's NVVM is what compiles; without it nothing can be checked here
+        pytest.skip(f"no CUDA NVVM library to compile with here: {e}")
+    for dtype, t in (("float64", float64), ("float32", float32)):
+        net, _ = _trained(rng, dtype=dtype, output="softmax", layers=(3, 5, 3))
+        g = net.compiled_predict(target="cuda")
+        row = g.py_func.__globals__["row"]  # the device function's body (the wrapper adds the local buffer)
+        ptx, _ = cuda.compile_ptx(row.py_func, (t[:], t[:], t[::1]), device=True, cc=cc)
+        assert ".func" in ptx and f".target sm_{cc[0]}{cc[1]}" in ptx
+    with pytest.raises(ValueError, match="constant memory"):
+        sn.Network([64, 128, 10], backend="numpy").compiled_predict(target="cuda")
+
+
+def test_cuda_device_function_runs_on_the_cuda_simulator(tmp_path):
+    pytest.importorskip("numba.cuda")
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import sigmanet as sn
+        from numba import cuda
+
+        rng = np.random.default_rng(0)
+        for output, dtype in (("softmax", "float64"), ("sigmoid", "float32"), ("identity", "float64")):
+            net = sn.Network([3, 5, 4, 2], backend="numpy", seed=1, bias=True, output=output, dtype=dtype)
+            net.set_weights(net.weights, [rng.normal(size=n) for n in (5, 4, 2)])
+            net.set_input_range(-np.ones(3), 2 * np.ones(3))
+            g = net.compiled_predict(target="cuda")
+
+            @cuda.jit
+            def kernel(X, out):
+                i = cuda.grid(1)
+                if i < X.shape[0]:
+                    g(X[i], out[i])
+
+            X = rng.uniform(-1, 2, size=(40, 3)).astype(dtype)
+            out = np.full((40, 2), np.nan, dtype)
+            kernel[2, 32](X, out)
+            tol = 1e-12 if dtype == "float64" else 1e-5
+            np.testing.assert_allclose(out, net.predict(X), rtol=tol, atol=tol)
+        print("simulated ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=SRC)
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "simulated ok" in r.stdout
+
+
+def _cuda_usable():
+    try:
+        from numba import cuda
+
+        return cuda.is_available(), "numba.cuda finds no usable CUDA device"
+    except Exception as e:
+        return False, f"numba.cuda cannot load: {e}"
+
+
+@pytest.mark.gpu
+def test_cuda_device_function_on_a_gpu_equals_predict(rng):
+    usable, reason = _cuda_usable()
+    if not usable:
+        pytest.skip(reason)
+    from numba import cuda
+
+    def kernel_for(g):
+        @cuda.jit
+        def kernel(X, out):
+            i = cuda.grid(1)
+            if i < X.shape[0]:
+                g(X[i], out[i])
+
+        return kernel
+
+    for dtype in ("float64", "float32"):
+        net, X = _trained(rng, dtype=dtype, output="softmax", layers=(3, 16, 8, 3))
+        kernel = kernel_for(net.compiled_predict(target="cuda"))
+        X = rng.uniform(-3, 5, size=(10000, 3)).astype(dtype)
+        d_out = cuda.device_array((10000, 3), dtype)
+        kernel[(10000 + 127) // 128, 128](cuda.to_device(X), d_out)
+        tol = 1e-12 if dtype == "float64" else 1e-5
+        np.testing.assert_allclose(d_out.copy_to_host(), net.predict(X), rtol=tol, atol=tol)
