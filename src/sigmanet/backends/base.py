@@ -11,14 +11,13 @@ replace the loop by a compiled one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._arrays import Caller, array_namespace, available_host_memory, copy_bytes, cpu_name, is_sparse
-from .._plan import TrainConfig, predict_block_rows, rows_per_step
+from .._arrays import Caller, array_namespace, available_host_memory, cpu_name, is_sparse
+from .._plan import TrainConfig
 
 
 @dataclass
@@ -281,18 +280,7 @@ class Backend:
         (None: fresh). Raises MemoryError first when its buffers cannot fit
         (:meth:`check_memory`).
         """
-        from .reference import ReferenceTrainer
-
-        dt = np.dtype(weights[0].dtype)
-        m = rows_per_step(X.shape[0], config.batch_size)
-        units = sum(w.shape[1] for w in weights)
-        params = sum(w.size for w in weights) + (0 if biases is None else sum(b.size for b in biases))
-        self.check_memory(
-            3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt) + 4 * params * dt.itemsize,
-            f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
-            "plus X and y in the network's dtype and the optimizer's arrays",
-        )
-        return ReferenceTrainer(self, weights, biases, X, y, config, sample_weight, optimizer)
+        raise NotImplementedError
 
     def gradients(
         self,
@@ -304,35 +292,8 @@ class Backend:
         sample_weight: Any = None,
     ) -> Gradients:
         """The gradient over every row of (X, y), no step taken (see :class:`Gradients`)."""
-        from .reference import ReferenceTrainer
-
-        dt = np.dtype(weights[0].dtype)
-        sw = None if sample_weight is None else self.to_device(sample_weight, dt)
-        whole = dataclasses.replace(config, batch_size=None)
-        trainer = ReferenceTrainer(self, weights, biases, self.to_device(X, dt), self.to_device(y, dt), whole, sw)
-        return trainer.gradient_sums()
+        raise NotImplementedError
 
     def predict(self, weights: list[Any], biases: list[Any] | None, X: Any, output: str = "sigmoid") -> Any:
-        """Output layer for X (a contiguous backend array of the model's dtype), in row blocks.
-
-        Peak memory is X, the output and one block's activations, whatever
-        the row count; every row's result is the same as in one block (rows
-        never mix).
-        """
-        from .reference import activate
-
-        xp = self.xp
-        W = [xp.asarray(w) for w in weights]
-        b = None if biases is None else [xp.asarray(v) for v in biases]
-        out = xp.empty((X.shape[0], W[-1].shape[1]), X.dtype)
-        step = predict_block_rows(max(max(w.shape) for w in W), X.dtype.itemsize)
-        L = len(W)
-        # extreme inputs overflow the products (inf - inf is NaN): no warning, as fit gives none
-        with self.limits(), np.errstate(over="ignore", invalid="ignore"):
-            for r0 in range(0, X.shape[0], step):
-                a = X[r0 : r0 + step]
-                for k, w in enumerate(W):
-                    z = a @ w
-                    a = activate(xp, z, None if b is None else b[k], output if k == L - 1 else "sigmoid")
-                out[r0 : r0 + step] = a
-        return out
+        """Output layer for X (a contiguous backend array of the model's dtype), in row blocks."""
+        raise NotImplementedError

@@ -7,8 +7,8 @@ in and out.
 
 from __future__ import annotations
 
-from .base import Backend
+from .reference import ReferenceBackend
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(ReferenceBackend):
     name = "numpy"

@@ -25,12 +25,13 @@ options this is the seed's program bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from .. import optimizers
-from .._arrays import is_sparse
+from .._arrays import copy_bytes, is_sparse
 from .._plan import (
     STATS_SIZE,
     Stats,
@@ -40,6 +41,7 @@ from .._plan import (
     learning_rate_at,
     loss_eps,
     n_batches,
+    predict_block_rows,
     reduction_factor,
     rows_per_step,
 )
@@ -287,3 +289,74 @@ class ReferenceTrainer(Trainer):
     def optimizer_arrays(self) -> dict[str, list[np.ndarray]]:
         host = self.backend.to_host
         return {name: [host(a).copy() for a in arrays] for name, arrays in self.slots.items()}
+
+
+class ReferenceBackend(Backend):
+    """A backend whose training, gradients and prediction are the reference loop on its ``xp``
+    (NumPy's, CuPy's); a backend with its own engines overrides what they replace."""
+
+    def trainer(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray] | None,
+        X: Any,
+        y: Any,
+        config: TrainConfig,
+        sample_weight: Any = None,
+        optimizer: Any = None,
+    ) -> Trainer:
+        """A trainer holding this fit's arrays; ``X``, ``y`` as the user gave them (validated).
+
+        ``optimizer``: the network's :class:`sigmanet.optimizers.OptimizerState`
+        (None: fresh). Raises MemoryError first when its buffers cannot fit
+        (:meth:`check_memory`).
+        """
+        dt = np.dtype(weights[0].dtype)
+        m = rows_per_step(X.shape[0], config.batch_size)
+        units = sum(w.shape[1] for w in weights)
+        params = sum(w.size for w in weights) + (0 if biases is None else sum(b.size for b in biases))
+        self.check_memory(
+            3 * m * units * dt.itemsize + copy_bytes(X, dt) + copy_bytes(y, dt) + 4 * params * dt.itemsize,
+            f"activations, deltas and scratch: 3 x {m} rows x {units} units x {dt.itemsize} bytes, "
+            "plus X and y in the network's dtype and the optimizer's arrays",
+        )
+        return ReferenceTrainer(self, weights, biases, X, y, config, sample_weight, optimizer)
+
+    def gradients(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray] | None,
+        X: Any,
+        y: Any,
+        config: TrainConfig,
+        sample_weight: Any = None,
+    ) -> Gradients:
+        """The gradient over every row of (X, y), no step taken (see :class:`Gradients`)."""
+        dt = np.dtype(weights[0].dtype)
+        sw = None if sample_weight is None else self.to_device(sample_weight, dt)
+        whole = dataclasses.replace(config, batch_size=None)
+        trainer = ReferenceTrainer(self, weights, biases, self.to_device(X, dt), self.to_device(y, dt), whole, sw)
+        return trainer.gradient_sums()
+
+    def predict(self, weights: list[Any], biases: list[Any] | None, X: Any, output: str = "sigmoid") -> Any:
+        """Output layer for X (a contiguous backend array of the model's dtype), in row blocks.
+
+        Peak memory is X, the output and one block's activations, whatever
+        the row count; every row's result is the same as in one block (rows
+        never mix).
+        """
+        xp = self.xp
+        W = [xp.asarray(w) for w in weights]
+        b = None if biases is None else [xp.asarray(v) for v in biases]
+        out = xp.empty((X.shape[0], W[-1].shape[1]), X.dtype)
+        step = predict_block_rows(max(max(w.shape) for w in W), X.dtype.itemsize)
+        L = len(W)
+        # extreme inputs overflow the products (inf - inf is NaN): no warning, as fit gives none
+        with self.limits(), np.errstate(over="ignore", invalid="ignore"):
+            for r0 in range(0, X.shape[0], step):
+                a = X[r0 : r0 + step]
+                for k, w in enumerate(W):
+                    z = a @ w
+                    a = activate(xp, z, None if b is None else b[k], output if k == L - 1 else "sigmoid")
+                out[r0 : r0 + step] = a
+        return out

@@ -45,7 +45,8 @@ from ..._plan import (
     rows_per_step,
 )
 from ...optimizers import SLOTS, OptimizerState
-from ..base import Backend, Gradients, Trainer
+from ..base import Gradients, Trainer
+from ..reference import ReferenceBackend
 from . import strategy as _strategy
 
 # Bytes of one chunk's activations and deltas in the compiled engine: fits the L2 cache
@@ -256,7 +257,7 @@ def _needs_lock() -> bool:
         return True
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(ReferenceBackend):
     name = "numba"
     strategies = _strategy.STRATEGIES
 
