@@ -337,3 +337,144 @@ def test_cuda_device_function_on_a_gpu_equals_predict(rng):
         kernel[(10000 + 127) // 128, 128](cuda.to_device(X), d_out)
         tol = 1e-12 if dtype == "float64" else 1e-5
         np.testing.assert_allclose(d_out.copy_to_host(), net.predict(X), rtol=tol, atol=tol)
+
+
+# -- loss and gradients ------------------------------------------------------------------------
+
+GRADIENT_CASES = [("sigmoid", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse")]
+
+
+def _problem(rng, output, layers=(3, 5, 3), n=40):
+    """Weights, biases, data and sample weights for a gradient check (outputs well inside (0, 1))."""
+    ws = [rng.normal(scale=0.7, size=(p, q)) for p, q in zip(layers[:-1], layers[1:])]
+    bs = [rng.normal(scale=0.3, size=q) for q in layers[1:]]
+    X = rng.uniform(-1, 1, size=(n, layers[0]))
+    if output == "softmax":
+        y = np.eye(layers[-1])[rng.integers(0, layers[-1], n)]
+    elif output == "identity":
+        y = rng.normal(size=(n, layers[-1]))
+    else:
+        y = rng.uniform(0, 1, size=(n, layers[-1]))  # soft targets: bce's gradient is y - out there too
+    return ws, bs, X, y, rng.uniform(0.2, 2.0, size=n)
+
+
+def _flat(ws, bs):
+    return np.concatenate([a.ravel() for a in ws + bs])
+
+
+def _unflat(theta, ws, bs):
+    out, at = [], 0
+    for a in ws + bs:
+        out.append(theta[at : at + a.size].reshape(a.shape))
+        at += a.size
+    return out[: len(ws)], out[len(ws) :]
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("output, loss", GRADIENT_CASES)
+def test_gradients_agree_with_central_differences(output, loss, reduction, rng):
+    ws, bs, X, y, sw = _problem(rng, output)
+    kw = dict(backend="numpy", output=output, loss=loss, reduction=reduction, alpha=0.3, sample_weight=sw)
+    value, gw, gb = sn.loss_and_gradients(ws, bs, X, y, **kw)
+    theta = _flat(ws, bs)
+
+    def objective(t):
+        return sn.loss_and_gradients(*_unflat(t, ws, bs), X, y, **kw)[0]
+
+    fd = np.empty_like(theta)
+    for i in range(theta.size):
+        h = 1e-5 * max(1.0, abs(theta[i]))
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        fd[i] = (objective(up) - objective(down)) / (2 * h)
+    g = _flat(gw, gb)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+    assert value == pytest.approx(objective(theta), rel=1e-15)
+    assert all(a.dtype == np.float64 for a in gw + gb)
+
+
+def test_gradients_agree_with_central_differences_for_class_weights_and_no_bias(rng):
+    ws, _, X, _, _ = _problem(rng, "sigmoid", layers=(3, 4, 1))
+    y = rng.integers(0, 2, size=(X.shape[0], 1)).astype(float)
+    kw = dict(backend="numpy", loss="bce", reduction="mean", class_weight="balanced")
+    value, gw, gb = sn.loss_and_gradients(ws, None, X, y, **kw)
+    assert gb is None
+    theta = _flat(ws, [])
+    fd = np.empty_like(theta)
+    for i in range(theta.size):
+        up, down = theta.copy(), theta.copy()
+        up[i] += 1e-5
+        down[i] -= 1e-5
+        fd[i] = (sn.loss_and_gradients(_unflat(up, ws, [])[0], None, X, y, **kw)[0]
+                 - sn.loss_and_gradients(_unflat(down, ws, [])[0], None, X, y, **kw)[0]) / 2e-5  # fmt: skip
+    np.testing.assert_allclose(_flat(gw, []), fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("output, loss", GRADIENT_CASES)
+def test_gradients_agree_across_numpy_numba_and_dask(output, loss, rng):
+    import dask
+
+    from sigmanet.datasets import as_dask
+
+    ws, bs, X, y, sw = _problem(rng, output, layers=(4, 6, 3), n=300)
+    kw = dict(output=output, loss=loss, reduction="mean", alpha=0.1)
+    ref = sn.loss_and_gradients(ws, bs, X, y, backend="numpy", sample_weight=sw, **kw)
+    got = {"numba": sn.loss_and_gradients(ws, bs, X, y, backend="numba", sample_weight=sw, **kw)}
+    with dask.config.set(scheduler="threads"):  # Dask's local scheduler, whatever client another test left
+        got["dask"] = sn.loss_and_gradients(
+            ws, bs, as_dask(X, 70), as_dask(y, 70), backend="numpy", sample_weight=as_dask(sw, 70), **kw
+        )
+    for name, (value, gw, gb) in got.items():
+        assert value == pytest.approx(ref[0], rel=1e-9), name
+        for a, b in zip(gw + gb, ref[1] + ref[2]):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+            assert isinstance(a, np.ndarray)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_network_method_is_the_functional_at_its_weights_with_its_fit_options(backend, rng):
+    net = sn.Network([3, 5, 2], backend=backend, seed=2, bias=True, output="sigmoid")
+    X, y = _data(rng, 80, net.layers, "sigmoid")
+    sw = rng.uniform(0.5, 1.5, size=80)
+    net.fit(X, y, iterations=3, loss="bce", reduction="mean", alpha=0.2, scale_inputs=True, warn_stuck=False)
+    lo, hi = net.input_range
+    Xs = (X - lo) / np.where(hi > lo, hi - lo, 1.0)
+    value, gw, gb = net.loss_and_gradients(X, y, sample_weight=sw)  # loss, reduction, alpha: the stored ones
+    ref = sn.loss_and_gradients(
+        net.weights, net.biases, Xs, y, backend="numpy", loss="bce", reduction="mean", alpha=0.2, sample_weight=sw
+    )
+    assert value == pytest.approx(ref[0], rel=1e-9)
+    for a, b in zip(gw + gb, ref[1] + ref[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    given = net.loss_and_gradients(X, y, alpha=0.0, reduction="sum")  # options given override the stored ones
+    plain = sn.loss_and_gradients(net.weights, net.biases, Xs, y, backend="numpy", loss="bce")
+    assert given[0] == pytest.approx(plain[0], rel=1e-9)
+    with pytest.raises(TypeError, match="learning_rate"):
+        net.loss_and_gradients(X, y, learning_rate=1.0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("output, loss", GRADIENT_CASES)
+def test_the_gradient_is_the_one_a_fit_steps_along(output, loss, backend, rng):
+    """One plain SGD step of fit moves the weights by -learning_rate * gradient, and reports the loss."""
+    net = sn.Network([3, 5, 3], backend=backend, seed=4, bias=True, output=output)
+    X, y = _data(rng, 50, net.layers, output)
+    sw = rng.uniform(0.5, 1.5, size=50)
+    opts = dict(loss=loss, reduction="mean", alpha=0.05, sample_weight=sw)
+    value, gw, gb = net.loss_and_gradients(X, y, **opts)
+    w0, b0 = net.weights, net.biases
+    hist = net.fit(X, y, iterations=1, learning_rate=0.3, warn_stuck=False, **opts)
+    for new, old, g in zip(net.weights + net.biases, w0 + b0, gw + gb):
+        np.testing.assert_allclose(new, old - 0.3 * g, rtol=1e-10, atol=1e-13)
+    assert hist.losses[0] == pytest.approx(value, rel=1e-10)
+
+
+def test_loss_and_gradients_refuses_bad_weights_before_any_work(rng):
+    ws, bs, X, y, _ = _problem(rng, "sigmoid")
+    with pytest.raises(ValueError, match="weights\\[1\\] has 4 rows"):
+        sn.loss_and_gradients([ws[0], np.ones((4, 3))], None, X, y)
+    with pytest.raises(ValueError, match="biases must hold"):
+        sn.loss_and_gradients(ws, bs[:1], X, y)
+    with pytest.raises(ValueError, match="reduction"):
+        sn.loss_and_gradients(ws, bs, X, y, reduction="avg")
