@@ -478,3 +478,122 @@ def test_loss_and_gradients_refuses_bad_weights_before_any_work(rng):
         sn.loss_and_gradients(ws, bs[:1], X, y)
     with pytest.raises(ValueError, match="reduction"):
         sn.loss_and_gradients(ws, bs, X, y, reduction="avg")
+
+
+# -- arrays from any library (DLPack) ----------------------------------------------------------
+
+
+def _table(rng, n=120):
+    X = rng.uniform(-2, 4, size=(n, 3))
+    y = rng.integers(0, 2, size=(n, 1)).astype(float)
+    return X, y, rng.uniform(0.5, 1.5, size=n)
+
+
+def test_a_torch_tensor_is_viewed_without_a_copy_and_results_return_as_tensors_sharing_memory():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch, the CPU build)")
+    from sigmanet._arrays import from_user
+    from sigmanet.backends import get_backend
+
+    t = torch.rand(50, 3, dtype=torch.float64)
+    view, caller = from_user("X", t)
+    assert isinstance(view, np.ndarray) and caller.library == "torch"
+    assert view.ctypes.data == t.data_ptr()  # the tensor's own memory
+    be = get_backend("numpy")
+    assert be.to_device(view, np.float64).ctypes.data == t.data_ptr()  # dtype and layout allow: no copy
+    out = np.random.default_rng(0).random((4, 2))
+    back = be.to_user(out, caller)
+    assert isinstance(back, torch.Tensor) and back.dtype == torch.float64
+    assert back.data_ptr() == out.ctypes.data  # the result handed over, not copied
+    # where the dtype or the layout does not allow, one copy into the network's dtype (the tensor untouched)
+    for other in (t.float(), torch.rand(3, 50, dtype=torch.float64).T):
+        v, _ = from_user("X", other)
+        assert not np.shares_memory(be.to_device(v, np.float64), v)
+    with pytest.raises(TypeError, match=r"X \(Tensor\).*detach"):
+        from_user("X", torch.rand(4, 3, dtype=torch.float64, requires_grad=True))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_torch_tensors_in_give_torch_tensors_out_through_fit_predict_error_and_gradients(backend, rng):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch, the CPU build)")
+    X, y, sw = _table(rng)
+    Xt, yt, swt = (torch.from_numpy(a.copy()) for a in (X, y, sw))
+    kept = [a.clone() for a in (Xt, yt, swt)]
+    a = sn.Network([3, 4, 1], backend=backend, seed=5, bias=True)
+    b = sn.Network([3, 4, 1], backend=backend, seed=5, bias=True)
+    opts = dict(iterations=30, batch_size=40, shuffle=True, scale_inputs=True, reduction="mean", warn_stuck=False)
+    a.fit(X, y, sample_weight=sw, **opts)
+    b.fit(Xt, yt, sample_weight=swt, **opts)
+    for u, w in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(u, w)
+    p = b.predict(Xt)
+    assert isinstance(p, torch.Tensor) and p.dtype == torch.float64 and p.shape == (120, 1)
+    np.testing.assert_array_equal(p.numpy(), a.predict(X))
+    assert b.error(Xt, yt) == a.error(X, y)
+    value, gw, gb = sn.loss_and_gradients(b.weights, b.biases, Xt, yt, backend=backend, sample_weight=swt)
+    ref = sn.loss_and_gradients(a.weights, a.biases, X, y, backend=backend, sample_weight=sw)
+    assert value == ref[0] and all(isinstance(g, torch.Tensor) for g in gw + gb)
+    for g, r in zip(gw + gb, ref[1] + ref[2]):
+        np.testing.assert_array_equal(g.numpy(), r)
+    for before, after in zip(kept, (Xt, yt, swt)):
+        assert torch.equal(before, after)  # inputs never written
+
+
+def test_a_float64_tensor_is_trained_on_and_predicted_without_a_copy_of_it():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch, the CPU build)")
+    import tracemalloc
+
+    y = torch.rand(20000, 1, dtype=torch.float64)
+    peaks = {}
+    for dtype in (torch.float64, torch.float32):
+        X = torch.rand(20000, 50, dtype=dtype)
+        net = sn.Network([50, 2, 1], backend="numpy", seed=0)
+        net.fit(X[:10], y[:10], iterations=1, warn_stuck=False)  # first-call costs out of the way
+        tracemalloc.start()
+        try:
+            net.fit(X, y, iterations=2, warn_stuck=False)
+            net.predict(X)
+            peaks[dtype] = tracemalloc.get_traced_memory()[1] / (20000 * 50 * 8)
+        finally:
+            tracemalloc.stop()
+    assert peaks[torch.float64] < 0.5  # no copy of X: activations of 2 units and the output only
+    assert peaks[torch.float32] > 0.9  # the control: a float32 tensor is converted once, and that shows
+
+
+def test_jax_arrays_are_accepted_and_jax_arrays_returned(rng):
+    pytest.importorskip("jax", reason="JAX is not installed (pip install jax jaxlib)")
+    import jax
+    import jax.numpy as jnp
+
+    X, y, sw = _table(rng)
+    Xj, yj, swj = (jnp.asarray(a) for a in (X, y, sw))  # float32 unless jax_enable_x64
+    net = sn.Network([3, 4, 1], backend="numpy", seed=5, bias=True)
+    ref = sn.Network([3, 4, 1], backend="numpy", seed=5, bias=True)
+    opts = dict(iterations=20, scale_inputs=True, reduction="mean", warn_stuck=False)
+    net.fit(Xj, yj, sample_weight=swj, **opts)  # JAX's memory is read-only: a write would raise here
+    ref.fit(*(np.asarray(a) for a in (Xj, yj)), sample_weight=np.asarray(swj), **opts)
+    for u, w in zip(net.weights, ref.weights):
+        np.testing.assert_array_equal(u, w)
+    p = net.predict(Xj)
+    assert isinstance(p, jax.Array) and p.shape == (120, 1)
+    np.testing.assert_allclose(np.asarray(p), ref.predict(np.asarray(Xj)), rtol=1e-6)
+    value, gw, gb = sn.loss_and_gradients(net.weights, net.biases, Xj, yj, backend="numba")
+    assert all(isinstance(g, jax.Array) for g in gw + gb)
+    assert value == pytest.approx(sn.loss_and_gradients(net.weights, net.biases, np.asarray(Xj), np.asarray(yj))[0])
+
+
+@pytest.mark.parametrize("engine", CPU_ENGINES)
+def test_read_only_inputs_are_never_written_on_any_engine(engine, rng):
+    X, y, sw = _table(rng)
+    kept = [a.copy() for a in (X, y, sw)]
+    for a in (X, y, sw):
+        a.flags.writeable = False
+    net = sn.Network([3, 4, 1], backend=engine, seed=5, bias=True)
+    net.fit(X, y, iterations=12, batch_size=40, shuffle=True, scale_inputs=True, sample_weight=sw,
+            class_weight="balanced", warn_stuck=False)  # fmt: skip
+    net.predict(X)
+    net.error(X, y)
+    net.loss_and_gradients(X, y, sample_weight=sw)
+    out = np.empty((X.shape[0], 1))
+    _each_row(net.compiled_predict(), X, out)
+    for before, after in zip(kept, (X, y, sw)):
+        np.testing.assert_array_equal(before, after)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import _validation as v
-from ._arrays import from_user
+from ._arrays import array_namespace, from_user
 from ._plan import OUTPUT_CODE, TrainConfig, reduction_factor
 from .backends import for_input, get_backend
 from .errors import BackendUnavailableError
@@ -48,8 +48,9 @@ def loss_and_gradients(
     alpha: float = 0.0,
     sample_weight: Any = None,
     class_weight: dict | str | None = None,
+    input_range: tuple[Any, Any] | None = None,
     threads: int | None = None,
-) -> tuple[float, list[np.ndarray], list[np.ndarray] | None]:
+) -> tuple[float, list[Any], list[Any] | None]:
     """The objective a fit minimises, and its gradient, at ``weights`` (and ``biases``), on (X, y).
 
     Parameters
@@ -60,19 +61,29 @@ def loss_and_gradients(
         As :meth:`sigmanet.Network.fit` takes them (NumPy, CuPy, Dask, SciPy sparse X, DLPack).
     backend, output, loss, reduction, alpha, sample_weight, class_weight
         As :class:`sigmanet.Network` and :meth:`~sigmanet.Network.fit` take them.
+    input_range : (lo, hi), optional
+        Scale X by ``(X - lo) / (hi - lo)`` per column first, as a network
+        with an input range does (:meth:`sigmanet.Network.set_input_range`);
+        the gradient is the one with respect to the weights, the scaling fixed.
+    threads : int, optional
+        As :class:`sigmanet.Network` takes it.
 
     Returns
     -------
     (loss, weight_gradients, bias_gradients)
-        A float and host NumPy arrays shaped like ``weights`` and ``biases``
-        (None without biases), in the weights' dtype.
+        A float, and arrays shaped like ``weights`` and ``biases`` (None
+        without biases) in the weights' dtype, of X's kind: NumPy for NumPy,
+        SciPy sparse and Dask inputs (gradients are small: Dask's are
+        computed), CuPy for CuPy, and for a DLPack producer (PyTorch, JAX) its
+        own arrays, made from the host result without a copy where the library
+        allows (JAX without ``jax_enable_x64`` keeps float32 only).
 
     Raises
     ------
     ValueError, TypeError
         For inconsistent shapes, bad data or options, before any work.
     """
-    ws = [np.asarray(w) for w in weights]
+    ws = [_host(f"weights[{k}]", w) for k, w in enumerate(weights)]
     if not ws or any(w.ndim != 2 for w in ws):
         raise ValueError("weights must be a non-empty sequence of 2-D arrays (n_k, n_{k+1})")
     layers = v.check_layers([ws[0].shape[0]] + [w.shape[1] for w in ws])
@@ -83,18 +94,22 @@ def loss_and_gradients(
     ws = [w.astype(dtype) for w in ws]
     bs = None
     if biases is not None:
-        bs = [np.asarray(b, dtype) for b in biases]
+        bs = [_host(f"biases[{k}]", b).astype(dtype) for k, b in enumerate(biases)]
         if len(bs) != len(ws) or any(b.shape != (n,) for b, n in zip(bs, layers[1:])):
             raise ValueError(f"biases must hold {len(ws)} vectors of sizes {list(layers[1:])}")
     output = v.check_output(output, layers[-1])
     loss = v.check_loss(loss, output)
     v.check_choice("reduction", reduction, v.REDUCTIONS)
     alpha = v.check_real("alpha", alpha, 0.0, np.inf, high_open=True)
-    X, _ = from_user("X", X)
+    scaling = None if input_range is None else _checked_range(input_range, layers[0])
+    X, caller = from_user("X", X)
     y, _ = from_user("y", y)
-    be = for_input(get_backend(backend, threads=threads), X)
+    plain = get_backend(backend, threads=threads)
+    be = for_input(plain, X)
     X = be.check_inputs(X, layers[0])
     y = be.check_targets(y, layers[-1], X.shape[0], output)
+    if scaling is not None:
+        X = be.scale(X, scaling, dtype)
     sw = None
     if sample_weight is not None:
         sample_weight, _ = from_user("sample_weight", sample_weight)
@@ -112,7 +127,32 @@ def loss_and_gradients(
     value = r * (g.loss + penalty)
     weight_grads = [(r * (alpha * w - gw)).astype(dtype) for w, gw in zip(ws, g.weights)]
     bias_grads = None if g.biases is None else [(-r * gb).astype(dtype) for gb in g.biases]
+    if caller.library != "numpy":  # the caller's kind: CuPy, or a DLPack producer's (views of these arrays)
+        weight_grads = [plain.to_user(a, caller) for a in weight_grads]
+        bias_grads = None if bias_grads is None else [plain.to_user(a, caller) for a in bias_grads]
     return float(value), weight_grads, bias_grads
+
+
+def _host(name: str, a: Any) -> np.ndarray:
+    """A parameter the caller holds (NumPy, CuPy, PyTorch, JAX, nested lists) as a host NumPy array."""
+    a, _ = from_user(name, a)
+    if array_namespace(a) is not np:
+        a = a.get()
+    return np.asarray(a)
+
+
+def _checked_range(input_range: Any, n_inputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)``: ``n_inputs`` finite float64 minima and maxima with ``hi >= lo``."""
+    try:
+        lo, hi = input_range
+    except (TypeError, ValueError):
+        raise TypeError("input_range must be a pair (lo, hi) of per-column minima and maxima") from None
+    lo, hi = (np.asarray(a, np.float64).reshape(-1) for a in (lo, hi))
+    if lo.shape != (n_inputs,) or hi.shape != (n_inputs,):
+        raise ValueError(f"input_range needs {n_inputs} minima and maxima, got {lo.shape} and {hi.shape}")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()) or (hi < lo).any():
+        raise ValueError("input_range must be finite, with hi >= lo in every column")
+    return lo, hi
 
 
 def _dask_gradients(be: Any, ws: list, bs: list | None, X: Any, y: Any, config: TrainConfig, sw: Any) -> Any:
