@@ -34,3 +34,21 @@ def test_sklearn_pipeline_grid_search_and_loss_curve(tmp_path):
     accuracy = load("sklearn_pipeline").main(["--backend", "numba", "--plot", str(tmp_path / "loss.png")])
     assert accuracy > 0.93
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_embedding_surrogate_follows_the_exact_force_law_inside_an_njit_loop():
+    gap = load("embedding_surrogate").main(["--backend", "numpy", "--iterations", "2000", "--steps", "10000"])
+    assert gap < 0.3  # radians, over 10 s of a pendulum swinging through +-2 rad
+
+
+def test_embedding_scipy_minimize_trains_through_loss_and_gradients():
+    accuracy, loss, loss_again = load("embedding_scipy_minimize").main(["--backend", "numpy", "--maxiter", "200"])
+    assert accuracy > 0.97
+    assert loss_again == pytest.approx(loss, rel=1e-12)  # the network set to the optimum has the optimum's loss
+
+
+def test_embedding_torch_pipeline_keeps_tensors_and_torch_optim_lowers_the_loss():
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch, the CPU build)")
+    accuracy, tuned, first, last = load("embedding_torch_pipeline").main(["--backend", "numpy", "--epochs", "30"])
+    assert accuracy > 0.9 and tuned > 0.9
+    assert last < first
