@@ -779,3 +779,30 @@ def test_nothing_warns_or_prints_in_a_healthy_fit_and_a_stuck_fit_warns_once_per
             assert len(seen) == 1, [str(w.message) for w in seen]
     assert causes == {"saturated": ["saturated"], "frozen": ["frozen"]}
     assert capfd.readouterr() == ("", "")
+
+
+# -- the documentation and the benchmark run -------------------------------------------------------
+
+
+def test_the_docstring_examples_of_the_embedding_module_run():
+    import doctest
+
+    import sigmanet.embedding
+
+    result = doctest.testmod(sigmanet.embedding, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.slow
+def test_the_embedding_benchmark_runs_with_tiny_counts(tmp_path):
+    """A smoke run (no timing is asserted: figures come from a quiet machine)."""
+    import importlib.util
+    import json
+
+    path = os.path.join(os.path.dirname(SRC), "benchmarks", "embedding_predict.py")
+    spec = importlib.util.spec_from_file_location("embedding_predict", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    r = module.main(["--calls", "100", "--rows", "5", "--repeats", "1", "--json", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text()) == r
+    assert r["max_abs_difference_from_predict"] < 1e-12 and r["cpu"]
