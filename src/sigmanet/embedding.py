@@ -1,4 +1,10 @@
-"""Embedding a network in other numerical code: its loss and gradients for given weights.
+"""Embedding a network in other numerical code: a compiled predict, and loss and gradients for given weights.
+
+``compiled_predict`` turns a trained network into a numba function with a
+snapshot of its weights bound in as constants, which the caller's own
+``@njit`` code (or CUDA kernels: ``target="cuda"``) calls with no Python in
+between, no allocation and no shared state: one source, :func:`_row_source`,
+compiled for both targets.
 
 ``loss_and_gradients`` returns what a fit minimises and its gradient, for
 weights the caller holds, without training: to drive ``scipy.optimize`` or an
