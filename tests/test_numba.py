@@ -60,12 +60,20 @@ def test_cache_can_be_switched_off(tmp_path):
     assert not list(tmp_path.rglob("*.nbi"))
 
 
-def test_the_specialised_engine_holds_the_sizes_and_no_copy_of_the_step():
+def test_the_specialised_engine_is_the_one_loop_partially_evaluated():
+    """The generated kernel is step.interval_loop with the sizes and options folded in: no piece is
+    defined there, the layer loops are unrolled, and code for other options (BLAS, sparse X) is gone."""
     from sigmanet.backends.numba import _specialise
 
-    src = _specialise.render([3, 4, 1])
-    assert "SIZES = (3, 4, 1)" in src and "inlined(" in src
-    assert "range(" not in src and "while" not in src  # the loop is step.interval_loop's, nowhere else
+    flags = dict(output=0, loss=1, derivative=False, use_bias=True, weighted=False, optimizer=3, track_all=False,
+                 gathered=False, sparse=False, invscaling=False, mean=True)  # fmt: skip
+    src = _specialise.render([3, 4, 1], flags)
+    assert src.count("def ") == 1 and "def train(" in src  # one function: no second copy of any piece
+    assert "sizes[" not in src and "for k in" not in src  # the layers unrolled, their sizes constants
+    assert "_gemm_call" not in src and "_csr_" not in src and "prange" not in src  # other engines' code folded
+    assert "update_one(" in src and "exact_sigmoid(" in src  # the per-element pieces, called
+    sparse = _specialise.render([3, 4, 1], dict(flags, sparse=True))
+    assert "_csr_forward" in sparse and "_csr_gradient" in sparse
     b = get_backend("numba")
     X, y = tutorial_table()
     assert b.trainer(sn.Network([3, 4, 1]).weights, None, X, y, TrainConfig()).engine == "specialised"

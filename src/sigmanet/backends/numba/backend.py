@@ -147,12 +147,8 @@ class NumbaTrainer(Trainer):
         woff, boff, aoff, _ = _offsets(self.sizes)
         self.layout = (np.array(self.sizes, np.int64), np.array(woff, np.int64), np.array(boff, np.int64),
                        np.array(aoff, np.int64), self.nW, cr, T, self.ptr)  # fmt: skip
-        if engine == "specialised":
-            from ._specialise import specialised
-
-            self.fn = specialised(self.sizes)
-        else:
-            self.fn = _step().parallel if T > 1 else _step().serial
+        self._specialised_for: tuple | None = None
+        self.fn = None if engine == "specialised" else (_step().parallel if T > 1 else _step().serial)
 
     def _options(self, update: bool) -> tuple:
         cfg = self.config
@@ -197,9 +193,23 @@ class NumbaTrainer(Trainer):
         blas = self.backend.blas_limit(1) if self.ptr else contextlib.nullcontext()
         lock = _WORKQUEUE if self.T > 1 and _needs_lock() else contextlib.nullcontext()
         with blas, lock:
-            if self.engine == "specialised":
-                return int(self.fn(data, state, self.cr, start, iterations, options))
-            return int(self.fn(data, state, self.layout, start, iterations, options))
+            if self.engine == "specialised" and update:
+                fn, numbers = self._specialised(options)
+                return int(fn(data, state, self.cr, start, iterations, numbers))
+            fn = self.fn or _step().serial
+            return int(fn(data, state, self.layout, start, iterations, options))
+
+    def _specialised(self, options: tuple) -> tuple[Any, tuple]:
+        """The specialised function for this fit's options (partially evaluated once per shape and
+        options, cached on disk), and the numbers it still takes at run time."""
+        from ._specialise import FLAGS, NUMBERS, OPTION_NAMES, specialised
+
+        named = dict(zip(OPTION_NAMES, options))
+        flags = tuple((k, named[k]) for k in FLAGS)
+        if self._specialised_for != flags:
+            self._fn_specialised = specialised(self.sizes, dict(flags))
+            self._specialised_for = flags
+        return self._fn_specialised, tuple(named[k] for k in NUMBERS)
 
     def run(self, start: int, iterations: int) -> Stats:
         self.step = self._call(start, iterations, True)
