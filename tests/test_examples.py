@@ -23,6 +23,13 @@ def test_digits_held_out_accuracy():
     assert load("digits").main(["--backend", "numba"]) > 0.95
 
 
+def test_momentum_and_adam_beat_plain_gradient_descent_at_the_same_rate(tmp_path):
+    curves, accuracy = load("optimizers").main(["--backend", "numba", "--epochs", "8", "--plot", str(tmp_path / "o.png")])
+    assert curves["momentum"][-1] < 0.6 * curves["sgd"][-1] and curves["adam"][-1] < curves["sgd"][-1]
+    assert accuracy["adam"] > 0.9
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_xor_perceptron_fails_where_the_hidden_layer_succeeds(tmp_path):
     final = load("xor_hidden_layer").main(["--iterations", "20000", "--plot", str(tmp_path / "xor.png")])
     assert final["[3, 1]"] > 0.45 and final["[3, 4, 1]"] < 0.05
@@ -36,6 +43,7 @@ def test_sklearn_pipeline_grid_search_and_loss_curve(tmp_path):
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_embedding_surrogate_follows_the_exact_force_law_inside_an_njit_loop():
     gap = load("embedding_surrogate").main(["--backend", "numpy", "--iterations", "2000", "--steps", "10000"])
     assert gap < 0.3  # radians, over 10 s of a pendulum swinging through +-2 rad
@@ -47,6 +55,7 @@ def test_embedding_scipy_minimize_trains_through_loss_and_gradients():
     assert loss_again == pytest.approx(loss, rel=1e-12)  # the network set to the optimum has the optimum's loss
 
 
+@pytest.mark.slow
 def test_embedding_torch_pipeline_keeps_tensors_and_torch_optim_lowers_the_loss():
     pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch, the CPU build)")
     accuracy, tuned, first, last = load("embedding_torch_pipeline").main(["--backend", "numpy", "--epochs", "30"])
