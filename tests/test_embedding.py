@@ -560,6 +560,7 @@ def test_a_float64_tensor_is_trained_on_and_predicted_without_a_copy_of_it():
     assert peaks[torch.float32] > 0.9  # the control: a float32 tensor is converted once, and that shows
 
 
+@pytest.mark.slow  # a fresh process or a library import: over a second
 def test_jax_arrays_are_accepted_and_jax_arrays_returned(rng):
     pytest.importorskip("jax", reason="JAX is not installed (pip install jax jaxlib)")
     import jax
@@ -678,6 +679,7 @@ def _threads_started(process):
 _LIMITED = ("limits, compiled", "limits, numpy", "threads=1")
 
 
+@pytest.mark.slow  # a fresh process or a library import: over a second
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux's /proc/self/task")
 def test_a_fit_under_the_callers_limits_starts_no_thread():
     """threadpoolctl's limit of 1 and numba.set_num_threads(1), or threads=1: the fit, predict and the
@@ -750,6 +752,7 @@ _SETTINGS = """
 """
 
 
+@pytest.mark.slow  # a fresh process or a library import: over a second
 def test_importing_and_fitting_change_no_process_wide_setting_and_print_nothing():
     import json
 
@@ -758,6 +761,7 @@ def test_importing_and_fitting_change_no_process_wide_setting_and_print_nothing(
     assert r.stdout.count("\n") == 1 and r.stderr == ""  # nothing printed besides the test's own line
 
 
+@pytest.mark.slow  # a fresh process or a library import: over a second
 def test_nothing_warns_or_prints_in_a_healthy_fit_and_a_stuck_fit_warns_once_per_cause(rng, capfd):
     X, y, sw = _table(rng, 200)
     with warnings.catch_warnings(record=True) as seen:
