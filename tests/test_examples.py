@@ -24,7 +24,8 @@ def test_digits_held_out_accuracy():
 
 
 def test_momentum_and_adam_beat_plain_gradient_descent_at_the_same_rate(tmp_path):
-    curves, accuracy = load("optimizers").main(["--backend", "numba", "--epochs", "8", "--plot", str(tmp_path / "o.png")])
+    plot = str(tmp_path / "o.png")
+    curves, accuracy = load("optimizers").main(["--backend", "numba", "--epochs", "8", "--plot", plot])
     assert curves["momentum"][-1] < 0.6 * curves["sgd"][-1] and curves["adam"][-1] < curves["sgd"][-1]
     assert accuracy["adam"] > 0.9
     assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
