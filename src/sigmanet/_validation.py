@@ -31,11 +31,12 @@ def check_layers(layers: Any) -> tuple[int, ...]:
     for i, n in enumerate(layers):
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
             raise TypeError(f"layers[{i}] must be an integer, got {type(n).__name__} {n!r}")
-        if n < 1:
-            raise ValueError(f"layers[{i}] must be at least 1, got {n}")
-        if n > MAX_UNITS:
-            raise ValueError(f"layers[{i}] = {n} units is more than sigmanet supports ({MAX_UNITS})")
-        sizes.append(int(n))
+        size = int(n)
+        if size < 1:
+            raise ValueError(f"layers[{i}] must be at least 1, got {size}")
+        if size > MAX_UNITS:
+            raise ValueError(f"layers[{i}] = {size} units is more than sigmanet supports ({MAX_UNITS})")
+        sizes.append(size)
     if len(sizes) < 2:
         raise ValueError(f"layers needs at least an input and an output size, such as [3, 1], got {list(layers)!r}")
     params = sum(p * q for p, q in zip(sizes[:-1], sizes[1:]))

@@ -169,7 +169,7 @@ def write(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
         sort_keys=True,
     )
     buf = io.BytesIO()
-    np.savez(buf, header=np.array(header), checksum=np.array(_digest(header, arrays)), **arrays)
+    np.savez(buf, header=np.array(header), checksum=np.array(_digest(header, arrays)), **arrays)  # type: ignore[arg-type]
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save to {os.fspath(path)!r}: folder {str(folder)!r} does not exist")

@@ -11,6 +11,8 @@ chunk size.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import DTypeLike
 
@@ -88,7 +90,7 @@ def make_table(
     return X, y
 
 
-def as_dask(X: np.ndarray, rows_per_chunk: int):
+def as_dask(X: np.ndarray, rows_per_chunk: int) -> Any:
     """A NumPy array as a Dask array chunked by rows (extra ``dask``; for tests and small examples)."""
     import dask.array as da
 
@@ -104,7 +106,7 @@ def make_dask_table(
     seed: int = 0,
     noise: float = 0.02,
     dtype: DTypeLike = "float64",
-):
+) -> tuple[Any, Any]:
     """:func:`make_table` as two Dask arrays whose chunks are built where they are computed (extra ``dask``).
 
     Each chunk holds ``blocks_per_chunk`` x 65536 rows (the last fewer), and

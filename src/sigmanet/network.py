@@ -113,9 +113,9 @@ class StuckWarning(RuntimeWarning):
 
 
 def _frozen(a: Any) -> np.ndarray:
-    a = np.array(a, copy=True)
-    a.flags.writeable = False
-    return a
+    out: np.ndarray = np.array(a, copy=True)
+    out.flags.writeable = False
+    return out
 
 
 def init_weights(layers: Sequence[int], dtype: DTypeLike, seed: int | None, init: str) -> list[np.ndarray]:
@@ -1113,7 +1113,7 @@ class Network:
         if unknown:
             raise TypeError(f"loss_and_gradients takes {sorted(allowed)}, not {unknown}")
         stored = self._state.fit_options
-        kw = {
+        kw: dict[str, Any] = {
             k: options[k] if options.get(k) is not None else stored.get(k, FIT_DEFAULTS.get(k))
             for k in ("loss", "reduction", "alpha", "class_weight")
         }

@@ -22,7 +22,7 @@ engines implement the same rules element by element (their ``update`` pieces).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ class OptimizerState:
             for arrays in self.slots.values()
         )
 
-    def with_arrays(self, step: int, slots: dict[str, Sequence[Any]]) -> OptimizerState:
+    def with_arrays(self, step: int, slots: Mapping[str, Sequence[Any]]) -> OptimizerState:
         """A new state with these (host) arrays and step count."""
         return OptimizerState(self.rule, int(step), {k: tuple(_frozen(a) for a in v) for k, v in slots.items()})
 
@@ -82,7 +82,7 @@ def update(
     config: TrainConfig,
     params: Sequence[Any],
     grads: Sequence[Any],
-    slots: dict[str, Sequence[Any]],
+    slots: Mapping[str, Sequence[Any]],
     scratch: Sequence[Any],
     *,
     n_weights: int,

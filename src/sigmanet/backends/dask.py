@@ -318,7 +318,7 @@ class DaskTrainer(Trainer):
         if fresh:
             from dask.graph_manipulation import clone
 
-            arrays = tuple(None if a is None else clone(a) for a in arrays)
+            arrays = tuple(None if a is None else clone(a) for a in arrays)  # type: ignore[assignment]
         xb, yb = (list(a.to_delayed().ravel()) for a in arrays[:2])
         sb = None if arrays[2] is None else list(arrays[2].to_delayed().ravel())
         if self.client is None:
@@ -381,7 +381,7 @@ class DaskTrainer(Trainer):
     def _actor_gradient(self, r0: int, r1: int):
         """Each actor's share of the batch, one direct call each; None if any call fails (a worker lost)."""
         calls = []
-        for chunks, actor in self.actors:
+        for chunks, actor in self.actors or []:
             pieces = self._pieces(chunks, r0, r1)
             if pieces:
                 calls.append(actor.gradient(self.W, self.b, pieces))

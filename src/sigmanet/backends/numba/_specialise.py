@@ -461,7 +461,7 @@ class _Rename(ast.NodeTransformer):
 def _indexes_constants(loop: ast.For, env: dict[str, Any]) -> bool:
     """Whether the loop's variable indexes a constant tuple in its body (``sizes[k]``): only then does
     unrolling it turn run-time values into constants (LLVM unrolls short loops by itself)."""
-    var = loop.target.id  # type: ignore[attr-defined]
+    var = loop.target.id
     for node in ast.walk(ast.Module(body=loop.body, type_ignores=[])):
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
             if isinstance(env.get(node.value.id), tuple) and any(

@@ -76,6 +76,8 @@ def _blas_threads_now() -> int | None:
 class NumbaTrainer(Trainer):
     """One fit's arrays in the flat layout of :mod:`.step`, and the engine that runs them."""
 
+    backend: NumbaBackend
+
     def __init__(
         self,
         backend: NumbaBackend,
@@ -363,7 +365,7 @@ class NumbaBackend(ReferenceBackend):
         )
         small = _strategy.small_engine(sizes)
         probe = dataclasses.replace(config, average_loss=False)
-        candidates = {}
+        candidates: dict[str, Any] = {}
         for name in (small, "compiled"):
             copies = [w.copy() for w in weights], None if biases is None else [b.copy() for b in biases]
             trainer = self._build(name, *copies, X, y, probe, sample_weight, None)
