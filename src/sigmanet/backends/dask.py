@@ -381,7 +381,8 @@ class DaskTrainer(Trainer):
     def _actor_gradient(self, r0: int, r1: int):
         """Each actor's share of the batch, one direct call each; None if any call fails (a worker lost)."""
         calls = []
-        for chunks, actor in self.actors or []:
+        actors: list[tuple[list[int], Any]] = self.actors or []
+        for chunks, actor in actors:
             pieces = self._pieces(chunks, r0, r1)
             if pieces:
                 calls.append(actor.gradient(self.W, self.b, pieces))
