@@ -612,12 +612,11 @@ def interval_loop(data, state, layout, start, iterations, options):
     return step
 
 
-# The thread's work is inlined where the loop runs serially (so constants reach it in the specialised
-# engine), and called where it runs in parallel (numba's parallel lowering types the variables of a
-# prange body by name, and a large inlined body defeats it).
-_thread_inline = inline_always(thread_chunks)
-_thread_called = _jit()(thread_chunks)
-_thread = _thread_inline
+# The thread's work is one call per thread and batch, compiled once for both variants (numba's
+# parallel lowering types the variables of a prange body by name, and a large inlined body defeats
+# it; inlined in the serial variant it only doubled the compile time). The specialised engine inlines
+# it, and everything else, at the source level (._specialise).
+_thread = _jit()(thread_chunks)
 
 
 def _variant(fn, name, **globals_):
@@ -631,4 +630,4 @@ def _variant(fn, name, **globals_):
 
 
 serial = _jit()(_variant(interval_loop, "interval_loop_serial"))
-parallel = _jit(parallel=True)(_variant(interval_loop, "interval_loop_parallel", _thread=_thread_called))
+parallel = _jit(parallel=True)(_variant(interval_loop, "interval_loop_parallel"))
