@@ -1117,20 +1117,16 @@ class Network:
             k: options[k] if options.get(k) is not None else stored.get(k, FIT_DEFAULTS.get(k))
             for k in ("loss", "reduction", "alpha", "class_weight")
         }
-        Xs = X
-        if self._state.input_range is not None:
-            X, _ = from_user("X", X)
-            be = for_input(self._backend, X)
-            Xs = be.scale(be.check_inputs(X, self.layers[0]), self._state.input_range, self.dtype)
         state = self._state
         return loss_and_gradients(
             list(state.weights),
             None if state.biases is None else list(state.biases),
-            Xs,
+            X,
             y,
             backend=self._backend.spec,
             output=self.output,
             sample_weight=options.get("sample_weight"),
+            input_range=state.input_range,
             threads=self.threads,
             **kw,
         )

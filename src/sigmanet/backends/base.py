@@ -19,6 +19,9 @@ import numpy as np
 from .._arrays import Caller, array_namespace, available_host_memory, cpu_name, is_sparse
 from .._plan import TrainConfig
 
+# Below this many bytes a fit's buffers are not checked against the free memory.
+SMALL_ALLOCATION = 1 << 22
+
 
 @dataclass
 class Gradients:
@@ -193,6 +196,8 @@ class Backend:
 
         ``needed``: the bytes the fit will allocate; ``detail``: what they are.
         """
+        if needed < SMALL_ALLOCATION:  # reading /proc and the cgroup costs more than a small fit
+            return
         available = self.available_memory()
         if available is None or needed <= available:
             return

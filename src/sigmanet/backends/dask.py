@@ -519,6 +519,7 @@ class DaskTrainer(Trainer):
         return [w.copy() for w in self.W], (None if self.b is None else [b.copy() for b in self.b])
 
     def optimizer_arrays(self) -> dict[str, list[np.ndarray]]:
+        """Host copies of the optimizer's arrays (held on the client), by slot."""
         return {name: [a.copy() for a in arrays] for name, arrays in self.slots.items()}
 
 
