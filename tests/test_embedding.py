@@ -692,14 +692,9 @@ def test_a_fit_under_the_callers_limits_starts_no_thread():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux's /proc/self/task")
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: a process's first numba compile imports scipy.linalg.cython_blas (numba.np.arraymath's "
-    "BLAS check), which loads SciPy's OpenBLAS, and OpenBLAS starts its thread pool at load, sized by the "
-    "core count whatever threadpoolctl limit is in force; the numba backend should load it under the "
-    "caller's limit first (see docs/embedding.md, 'Threads')",
-)
 def test_the_first_numba_fit_of_a_process_under_limits_starts_no_thread():
+    """A process's first numba compile imports scipy.linalg.cython_blas, whose OpenBLAS starts its thread
+    pool at load, sized by the cores: the numba backend loads it within the caller's limit first."""
     report = _threads_started("first numba use")
     for case in _LIMITED:
         assert report[case] == [], f"{case}: the fit started threads {report[case]}"

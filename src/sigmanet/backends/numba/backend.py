@@ -65,6 +65,36 @@ def _step():
     return step
 
 
+_PRELOAD = threading.Lock()
+
+
+def _preload_scipy_blas() -> None:
+    """Load SciPy's OpenBLAS (which numba's first compile imports) with the thread count NumPy's BLAS has
+    now: OpenBLAS starts its thread pool when it loads, sized by the cores, whatever limit a caller set
+    with threadpoolctl; loaded here, within the caller's limit, it starts no thread they did not allow."""
+    import os
+    import sys
+
+    if "scipy.linalg.cython_blas" in sys.modules:
+        return
+    with _PRELOAD:
+        if "scipy.linalg.cython_blas" in sys.modules:
+            return
+        threads = _blas_threads_now()
+        saved = os.environ.get("OPENBLAS_NUM_THREADS")
+        try:
+            if threads is not None:
+                os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+            import scipy.linalg.cython_blas  # noqa: F401
+        except ImportError:  # numba without SciPy: nothing to load
+            pass
+        finally:
+            if saved is None:
+                os.environ.pop("OPENBLAS_NUM_THREADS", None)
+            else:
+                os.environ["OPENBLAS_NUM_THREADS"] = saved
+
+
 def _blas_threads_now() -> int | None:
     """The thread count NumPy's BLAS has now (a caller's threadpoolctl limit shows here), or None."""
     from .._blas import _blas_libraries
@@ -312,6 +342,7 @@ class NumbaBackend(ReferenceBackend):
         return super().limits()
 
     def _build(self, engine, weights, biases, X, y, config, sample_weight, optimizer) -> NumbaTrainer:
+        _preload_scipy_blas()
         dt = np.dtype(weights[0].dtype)
         m = rows_per_step(X.shape[0], config.batch_size)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
