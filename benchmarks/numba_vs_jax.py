@@ -171,11 +171,12 @@ def alone(names, rounds):
     out = {name: {} for name in names}
     for name in names:
         for engine in ENGINES:
+            here = os.path.dirname(os.path.abspath(__file__))
             code = (
-                "import json, sys; sys.path.insert(0, %r); import numba_vs_jax as b; "
-                "run, label = b.runner(%r, b.CASES[%r]); "
-                "print(json.dumps({'seconds': b.per_iteration(run, %d), 'label': label}))"
-            ) % (os.path.dirname(os.path.abspath(__file__)), engine, name, rounds)
+                f"import json, sys; sys.path.insert(0, {here!r}); import numba_vs_jax as b; "
+                f"run, label = b.runner({engine!r}, b.CASES[{name!r}]); "
+                f"print(json.dumps({{'seconds': b.per_iteration(run, {rounds}), 'label': label}}))"
+            )
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if proc.returncode != 0:
                 if "ModuleNotFoundError" in proc.stderr:
@@ -184,6 +185,11 @@ def alone(names, rounds):
             out[name][engine] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps({"alone": name, **{e: round(v["seconds"] * 1e6, 1) for e, v in out[name].items()}}))
     return out
+
+
+def ratio(r, other):
+    """How many times faster numba ran than ``other`` in one way's figures."""
+    return r[other]["seconds"] / r["numba"]["seconds"] if other in r else float("nan")
 
 
 def machine():
@@ -202,9 +208,8 @@ def main(argv=None):
     names = args.cases.split(",") if args.cases else (QUICK if args.quick else list(CASES))
     rounds = 2 if args.quick else args.rounds
     info = machine()
-    print(
-        f"# {info['cpu']}; {', '.join(b['internal_api'] + ' ' + b['version'] + ' ' + str(b['architecture']) for b in info['blas'])}"
-    )
+    blas = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in info["blas"])
+    print(f"# {info['cpu']}; {blas}")
     both = {"together": together(names, rounds), "alone": alone(names, rounds), "machine": info}
     print(f"\n{'case':40s} {'numba us':>9s} {'numpy us':>9s} {'jax us':>8s} {'vs jax':>12s} {'vs numpy':>12s}")
     for name in names:
