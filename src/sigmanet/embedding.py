@@ -402,10 +402,8 @@ def compiled_predict(net: Any, *, scratch: bool = False, target: str = "cpu") ->
     >>> bool(np.isclose(total(f, X), net.predict(X).sum()))
     True
     """
-    from .network import Network
-
-    if not isinstance(net, Network):
-        raise TypeError(f"compiled_predict needs a sigmanet.Network, got {type(net).__name__}")
+    if not all(hasattr(net, name) for name in ("get_state", "layers", "output")):  # a Network (no import of it:
+        raise TypeError(f"compiled_predict needs a sigmanet.Network, got {type(net).__name__}")  # network imports us)
     scratch = v.check_bool("scratch", scratch)
     v.check_choice("target", target, TARGETS)
     try:
