@@ -299,16 +299,18 @@ def test_train_holds_a_million_rows_in_two_and_a_half_times_the_parsed_array(tmp
         args = ["--target", "label", "--iterations", "3", "--backend", "numba", "--no-progress"]
         # pyarrow's, numba's and the CLI's start-up memory (compiled kernels included) is not the table's
         assert main(["train", {str(small)!r}, *args]) == 0
-        before = resident_bytes()[0]
-        assert reset_resident_peak()
-        assert main(["train", {str(path)!r}, *args, "--validation-fraction", "0.1",
-                     "--save", {str(tmp_path / "m.npz")!r}]) == 0
-        print("peak", (resident_bytes()[1] - before) / (1_000_000 * 21 * 8))
+        for extra in ([], ["--validation-fraction", "0.1"]):
+            before = resident_bytes()[0]
+            assert reset_resident_peak()
+            assert main(["train", {str(path)!r}, *args, *extra, "--save", {str(tmp_path / "m.npz")!r}]) == 0
+            print("peak", (resident_bytes()[1] - before) / (1_000_000 * 21 * 8))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0 and "assert reset_resident_peak()" in out.stderr:
         pytest.skip("this kernel cannot reset the resident peak (/proc/self/clear_refs)")
     assert out.returncode == 0, out.stderr
-    peak = float(out.stdout.split("peak")[1])
-    assert peak <= 2.5, peak
+    alone, held_out = (float(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("peak"))
+    # measured here: 1.49 and 2.06 (the previous CLI: 2.24 and 2.30, with the table's full-width copy and a
+    # scaled copy of the inputs on top of the parsed array); what the reader alone peaks at dominates
+    assert alone <= 2.0 and held_out <= 2.5, (alone, held_out)
     assert sn.load(tmp_path / "m.npz").input_range is not None
