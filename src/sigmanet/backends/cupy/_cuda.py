@@ -6,7 +6,13 @@ process through ``cupy.RawModule`` (NVRTC, which CuPy also caches on disk);
 ``name_expressions`` instantiate the float and double templates. Nothing is
 compiled until a CuPy trainer asks for it. CuPy itself is imported inside
 :class:`Kernels`, so the names and sources can be listed on a machine without
-it (the nvcc compile test does).
+it (the nvcc compile test does), and the wrappers run unchanged on the CPU
+emulator of ``tests/cuda_emulation`` (a stand-in ``cupy`` module).
+
+The numbers the kernels read besides their arrays follow one layout, written
+here and in the source: the settings block (:func:`settings`, ``SN_CFG_*``),
+the step counters (``SN_COUNT_*``) and the accumulators (``SN_ACC_*``); a test
+checks that the two agree.
 """
 
 from __future__ import annotations
@@ -17,10 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._plan import OPTIMIZER_CODE, TrainConfig, n_batches
+
 KERNEL_FILE = "sigmanet.cu"
 # Most weight layers the single-launch kernel holds (its per-layer offset
 # tables live in static shared memory); passed to the compiler as SN_MAX_LAYERS.
 MAX_LAYERS = 16
+
+# The settings block's slots (SN_CFG_* in the source), doubles in device memory.
+CFG_INDEX = {
+    "LR": 0,
+    "INVSCALING": 1,
+    "POWER_T": 2,
+    "ROWS": 3,
+    "BATCHES": 4,
+    "OPTIMIZER": 5,
+    "MOMENTUM": 6,
+    "BETA1": 7,
+    "BETA2": 8,
+    "EPSILON": 9,
+    "ALPHA": 10,
+    "R": 11,
+}
+CFG_SIZE = 12
+COUNT_INDEX = {"STEP": 0, "ITERATION": 1}  # the step counters (long long)
+ACC_INDEX = {"ERROR": 0, "WEIGHT": 1, "LOSS": 2, "SQUARES": 3}  # the graph's accumulators (double)
+ACC_SIZE = 4
 
 
 def compile_options() -> tuple[str, ...]:
@@ -28,10 +56,41 @@ def compile_options() -> tuple[str, ...]:
     return ("--std=c++17", f"-DSN_MAX_LAYERS={MAX_LAYERS}")
 
 
-_NAMES = ("forward_sigmoid", "output_delta", "hidden_delta", "sgd_update", "train_small")
+def settings(config: TrainConfig, n_rows: int, r: float = 1.0) -> np.ndarray:
+    """The settings block the kernels read (SN_CFG_* in the source): the rate, its schedule, the
+    optimizer's constants, the L2 penalty and a full batch's reduction factor ``r``."""
+    out = np.zeros(CFG_SIZE, np.float64)
+    values = {
+        "LR": config.learning_rate * config.lr_scale,
+        "INVSCALING": float(config.schedule == "invscaling"),
+        "POWER_T": config.power_t,
+        "ROWS": float(n_rows),
+        "BATCHES": float(n_batches(n_rows, config.batch_size)),
+        "OPTIMIZER": float(OPTIMIZER_CODE[config.optimizer]),
+        "MOMENTUM": config.momentum,
+        "BETA1": config.beta_1,
+        "BETA2": config.beta_2,
+        "EPSILON": config.epsilon,
+        "ALPHA": config.alpha,
+        "R": r,
+    }
+    for name, value in values.items():
+        out[CFG_INDEX[name]] = value
+    return out
+
+
+_NAMES = (
+    "forward_sigmoid",
+    "output_delta",
+    "hidden_delta",
+    "sgd_update",
+    "output_step",
+    "optimizer_step",
+    "train_small",
+)
 # gemm_tiled's epilogues (SN_EPI_* in the source), and which op(A) @ op(B) each goes with
-EPILOGUES = {"store": 0, "sigmoid": 1, "dsigmoid": 2, "sgd": 3}
-_GEMM_EPILOGUES = {(0, 0): ("store", "sigmoid"), (0, 1): ("store", "dsigmoid"), (1, 0): ("store", "sgd")}
+EPILOGUES = {"store": 0, "sigmoid": 1, "dsigmoid": 2, "step": 3, "bias": 4}
+_GEMM_EPILOGUES = {(0, 0): ("store", "sigmoid", "bias"), (0, 1): ("store", "dsigmoid"), (1, 0): ("store", "step")}
 TILE_FACTORS = (1, 2, 4, 8)  # each thread computes RM x RN outputs of a (16 RM) x (16 RN) tile
 
 
@@ -68,6 +127,30 @@ def fixed_shape_name(T: str, sizes) -> str:
     return f"train_small<{T}, {len(sizes) - 1}, {', '.join(str(int(n)) for n in sizes)}>"
 
 
+WARP_MAX_WIDTH = 16  # train_warp keeps a row's inputs and outputs in registers: n_0, n_2 <= this
+
+
+def warp_group(hidden: int) -> int:
+    """Lanes per batch row in train_warp: the hidden width rounded up to a power of two."""
+    return 1 << max(0, int(hidden) - 1).bit_length()
+
+
+def warp_fits(sizes, rows: int) -> bool:
+    """Whether train_warp runs a net of these layer sizes on batches of ``rows`` rows: one hidden
+    layer, the batch's rows times its lanes per row within one warp, narrow inputs and outputs."""
+    if len(sizes) != 3 or rows < 1:
+        return False
+    n0, n1, n2 = (int(n) for n in sizes)
+    return n1 <= 32 and rows * warp_group(n1) <= 32 and n0 <= WARP_MAX_WIDTH and n2 <= WARP_MAX_WIDTH
+
+
+def warp_name(T: str, sizes) -> str:
+    """train_warp's instance for layer sizes (n_0, n_1, n_2)."""
+    if len(sizes) != 3:
+        raise ValueError(f"train_warp takes one hidden layer, got sizes {list(sizes)}")
+    return f"train_warp<{T}, {', '.join(str(int(n)) for n in sizes)}>"
+
+
 def tile_factor(n: int) -> int:
     """The largest of TILE_FACTORS whose 16-wide tile side ``n`` fills."""
     return max(f for f in TILE_FACTORS if f == 1 or n >= 16 * f)
@@ -88,8 +171,18 @@ def kernel_source() -> str:
     return path.read_text()
 
 
+_NULL = np.uint64(0)  # a null pointer argument
+
+
+def _ptr(a):
+    return _NULL if a is None else a
+
+
 class Kernels:
-    """One dtype's compiled kernels, each wrapped to check shapes and dtypes before launching."""
+    """One dtype's compiled kernels, each wrapped to check shapes and dtypes before launching.
+
+    Every launch goes to the current CuPy stream (the trainers enter theirs).
+    """
 
     block_size = 256  # threads per block of the elementwise kernels
 
@@ -112,8 +205,13 @@ class Kernels:
 
     def _check(self, *arrays):
         for a in arrays:
-            if a.dtype != self.dtype or not a.flags.c_contiguous:
+            if a is not None and (a.dtype != self.dtype or not a.flags.c_contiguous):
                 raise TypeError(f"kernel needs C-contiguous {self.dtype} arrays, got {a.dtype} {a.shape}")
+
+    @staticmethod
+    def _check_typed(a, dtype, size, what):
+        if a.dtype != dtype or a.size < size or not a.flags.c_contiguous:
+            raise TypeError(f"{what} must be a C-contiguous {np.dtype(dtype)} array of {size}, got {a.dtype} {a.shape}")
 
     def forward_sigmoid(self, z, b):
         self._check(z)
@@ -131,7 +229,7 @@ class Kernels:
         self.fn["output_delta"](
             self._grid(a.size),
             (self.block_size,),
-            (y, a, d, np.int64(a.size), np.int32(bce), err if err is not None else np.uint64(0)),
+            (y, a, d, np.int64(a.size), np.int32(bce), _ptr(err)),
         )
 
     def hidden_delta(self, d, a):
@@ -147,6 +245,41 @@ class Kernels:
         self.fn["sgd_update"](
             self._grid(w.size), (self.block_size,), (w, g, self.scalar(scale), np.int64(w.size), np.int32(splits))
         )
+
+    def output_step(self, y, a, d, sw, *, output, loss, derivative, eps, acc=None, counters=None):
+        """The output layer of a batch (softmax in place for output 1), its delta ``sw * (y - a)``
+        (times ``a (1 - a)`` with ``derivative``), the batch's sums into ``acc`` (ACC_INDEX) and the
+        step counters' advance (``counters``, or None: neither)."""
+        self._check(y, a, d, sw)
+        assert y.shape == a.shape == d.shape and (sw is None or sw.shape == (a.shape[0],))
+        if acc is not None:
+            self._check_typed(acc, np.float64, ACC_SIZE, "acc")
+        if counters is not None:
+            self._check_typed(counters, np.int64, 2, "counters")
+        m, n = a.shape
+        self.fn["output_step"](
+            (int(min(max(1, -(-m // self.block_size)), 32 * self.sm_count)),),
+            (self.block_size,),
+            (y, a, d, _ptr(sw), np.int64(m), np.int32(n), np.int32(output), np.int32(loss),
+             np.int32(derivative), np.float64(eps), _ptr(acc), _ptr(counters)),
+        )  # fmt: skip
+
+    def optimizer_step(self, p, g, slots, *, decayed, cfg, counters, sumsq=None):
+        """p's step by the optimizer's rule from its ascent sum g (p's shape, or (splits, *p.shape)
+        partials); ``slots``: (s0, s1) arrays of p's shape or None; scalars from ``cfg``/``counters``;
+        ``sumsq``: a float64 array whose first element receives sum p**2 before the step, or None."""
+        s0, s1 = slots
+        self._check(p, g, s0, s1)
+        self._check_typed(cfg, np.float64, CFG_SIZE, "cfg")
+        self._check_typed(counters, np.int64, 2, "counters")
+        splits = 1 if g.shape == p.shape else g.shape[0]
+        assert g.shape[g.ndim - p.ndim :] == p.shape and g.size == splits * p.size
+        self.fn["optimizer_step"](
+            self._grid(p.size),
+            (self.block_size,),
+            (p, g, np.int32(splits), _ptr(s0), _ptr(s1), np.int64(p.size), np.int32(decayed), cfg, counters,
+             _ptr(sumsq)),
+        )  # fmt: skip
 
     def gemm_tiles(self, M, N, max_splits=1):
         """(RM, RN) for an (M, N) output: big register tiles where they are full, smaller ones where
@@ -167,7 +300,7 @@ class Kernels:
         a million rows, one 16-row step after another (measured on an H100: the
         graph iteration of 1M x 3-4-1 took 1.6x the eager one). Enough parts
         for several blocks per multiprocessor, each at least 64 rows, the
-        partials at most 2^20 elements (sgd_update reads them all).
+        partials at most 2^20 elements (optimizer_step reads them all).
         """
         max_splits = max(1, K // 64)
         rm, rn = self.gemm_tiles(M, N, max_splits)
@@ -183,28 +316,47 @@ class Kernels:
             self.lazy[name] = module.get_function(name)
         return self.lazy[name]
 
-    def gemm(self, A, B, C, ta=False, tb=False, epilogue="store", E=None, scale=1.0, tiles=None, compile_only=False):
+    def gemm(
+        self,
+        A,
+        B,
+        C,
+        ta=False,
+        tb=False,
+        epilogue="store",
+        E=None,
+        slots=(None, None),
+        decayed=False,
+        cfg=None,
+        counters=None,
+        tiles=None,
+        compile_only=False,
+    ):
         """C = op(A) @ op(B) through gemm_tiled, then the epilogue (see the SN_EPI_* in the source).
 
         Our own kernel, so a whole iteration can be captured in a CUDA graph
         (CuPy refuses cuBLAS during capture). With ``epilogue="store"`` C may be
-        (splits, M, N): each part sums a slice of K, and :meth:`sgd_update`
-        adds the parts. ``E``: the bias for "sigmoid" (or None), the
-        activations for "dsigmoid"; ``scale``: the step for "sgd"; ``tiles``:
-        (RM, RN) instead of :meth:`gemm_tiles`' choice (the tests try them all);
-        ``compile_only``: compile the instance and launch nothing (before a
-        graph capture, which must not load modules).
+        (splits, M, N): each part sums a slice of K, and :meth:`optimizer_step`
+        adds the parts. ``E``: the bias for "sigmoid" and "bias" (or None), the
+        activations for "dsigmoid". "step" updates the parameter C by the
+        optimizer's rule: ``slots`` its (s0, s1) or None, ``decayed`` whether
+        alpha applies (a weight), ``cfg`` and ``counters`` the settings and
+        step counters. ``tiles``: (RM, RN) instead of :meth:`gemm_tiles`'
+        choice (the tests try them all); ``compile_only``: compile the
+        instance and launch nothing (before a graph capture, which must not
+        load modules).
         """
-        self._check(A, B, C)
+        self._check(A, B, C, E, *slots)
         M, N = C.shape[-2:]
         splits = 1 if C.ndim == 2 else C.shape[0]
         K = A.shape[0] if ta else A.shape[1]
         assert (A.shape[1] if ta else A.shape[0]) == M and (B.shape[0] if tb else B.shape[1]) == N
         assert (B.shape[1] if tb else B.shape[0]) == K and (splits == 1 or epilogue == "store")
+        if epilogue == "step":
+            self._check_typed(cfg, np.float64, CFG_SIZE, "cfg")
+            self._check_typed(counters, np.int64, 2, "counters")
         if max(M, N, K) >= 2**31 - 256:
             raise ValueError(f"gemm_tiled indexes with 32-bit ints: ({M}, {N}, {K}) is too large")
-        if E is not None:
-            self._check(E)
         rm, rn = tiles or self.gemm_tiles(M, N, max(1, K // 64) if splits > 1 else 1)
         kc = -(-K // (16 * splits)) * 16
         fn = self.instance(gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue))
@@ -213,18 +365,9 @@ class Kernels:
         fn(
             ((M + 16 * rm - 1) // (16 * rm), (N + 16 * rn - 1) // (16 * rn), splits),
             (16, 16),
-            (
-                np.int32(M),
-                np.int32(N),
-                np.int32(K),
-                np.int32(kc),
-                A,
-                B,
-                C,
-                E if E is not None else np.uint64(0),
-                self.scalar(scale),
-            ),
-        )
+            (np.int32(M), np.int32(N), np.int32(K), np.int32(kc), A, B, C, _ptr(E), _ptr(slots[0]), _ptr(slots[1]),
+             np.int32(decayed), _ptr(cfg), _ptr(counters)),
+        )  # fmt: skip
 
     def static_shared_bytes(self) -> int:
         """Static shared memory of ``train_small`` (its offset tables), which counts beside the dynamic buffer."""
@@ -235,55 +378,73 @@ class Kernels:
         *,
         X,
         Y,
+        SW,
         W,
         B,
+        S,
         sizes,
+        cfg,
+        stats,
         start,
         iterations,
         batch_size,
-        learning_rate,
-        bce,
+        output,
+        loss,
+        derivative,
         mean,
         use_bias,
-        err,
+        weighted,
+        track_all,
+        step,
+        eps,
         block_size,
         shared_bytes,
         fixed_shape=None,
+        warp=False,
     ):
-        """A report interval in one launch; arguments in the fused kernels' common order (as numba's).
+        """A report interval in one launch (see train_small and train_warp in the source).
 
         ``fixed_shape``: the layer sizes (on the host, equal to ``sizes``) to
         run the instance compiled for (:func:`fixed_shape_name`), whose loops
-        unroll; None: the instance that reads them at run time.
+        unroll; None: the instance that reads them at run time. ``warp``: run
+        train_warp for that shape instead (one warp; :func:`warp_fits`).
         """
+        self._check(X, Y, SW, W, B, S)
+        self._check_typed(cfg, np.float64, CFG_SIZE, "cfg")
+        self._check_typed(stats, np.float64, 5, "stats")
+        common = (
+            np.int64(start),
+            np.int32(iterations),
+            np.int32(batch_size),
+            cfg,
+            np.int32(output),
+            np.int32(loss),
+            np.int32(derivative),
+            np.int32(mean),
+            np.int32(use_bias),
+            np.int32(weighted),
+            np.int32(track_all),
+            np.int64(step),
+            np.float64(eps),
+            stats,
+        )
+        if warp:
+            fn = self.instance(warp_name(self.T, fixed_shape))
+            fn((1,), (32,), (X, Y, _ptr(SW), W, B, S, np.int32(X.shape[0]), *common))
+            return
         fn = self.instance(fixed_shape_name(self.T, fixed_shape)) if fixed_shape else self.fn["train_small"]
         if shared_bytes + fn.shared_size_bytes > 48 * 1024:
             fn.max_dynamic_shared_size_bytes = shared_bytes
         fn(
             (1,),
             (block_size,),
-            (
-                X,
-                Y,
-                W,
-                B,
-                sizes,
-                np.int32(len(sizes) - 1),
-                np.int32(X.shape[0]),
-                np.int64(start),
-                np.int32(iterations),
-                np.int32(batch_size),
-                np.float64(learning_rate),
-                np.int32(bce),
-                np.int32(mean),
-                np.int32(use_bias),
-                err,
-            ),
+            (X, Y, _ptr(SW), W, B, S, sizes, np.int32(len(sizes) - 1), np.int32(X.shape[0]), *common),
             shared_mem=shared_bytes,
         )
 
 
 @functools.cache
-def kernels(dtype_name: str) -> Kernels:
-    """The compiled kernels for a dtype: built once per process."""
+def kernels(dtype_name: str, device: int = 0) -> Kernels:
+    """The compiled kernels for a dtype on a device: built once per process (build them with that
+    device current: a module is loaded per device)."""
     return Kernels(dtype_name)

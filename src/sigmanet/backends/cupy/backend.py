@@ -1,36 +1,42 @@
 """The CuPy backend: the seed's loop on a CUDA GPU.
 
 Data stays on the device for the whole fit: NumPy inputs are copied once,
-CuPy inputs are used as they are. Three strategies, by size:
+CuPy inputs are used as they are, on the device they live on. Three
+strategies, by size (``"cupy:fused"``, ``"cupy:graph"``, ``"cupy:eager"`` pin
+one):
 
 * small networks (``SMALL_LIMIT`` multiply-adds, a full batch of at most
   ``SMALL_ROWS`` rows or any mini-batch, and the whole state fits in shared
   memory): :class:`FusedGpuTrainer` runs a report interval in one kernel
-  launch (``train_small`` in kernels/sigmanet.cu), one thread block iterating
-  with block barriers; nets of up to 4 layers and 64 units run an instance
-  compiled for their shape.
+  launch. Nets of one hidden layer whose batch fits one warp (the seed's
+  3-4-1 on 4 rows) run ``train_warp`` (weights in registers, warp shuffles,
+  no block barrier); others ``train_small``, one thread block iterating with
+  block barriers, compiled for their shape up to 4 layers and 64 units.
 * medium (``GRAPH_LIMIT``, full batch): one iteration of our own
-  register-tiled GEMMs, each with its epilogue fused in, is captured as a
-  CUDA graph and replayed; CuPy refuses cuBLAS during stream capture, hence
-  GEMMs of our own. A capture that fails falls back, once and for good, to
-  the eager path.
-* large, and mini-batches of medium nets: :class:`CupyGemmTrainer` runs GEMMs
-  through cuBLAS (CuPy's matmul, into preallocated buffers) and each
-  elementwise epilogue as one fused kernel.
+  register-tiled GEMMs, each with its epilogue fused in, the output layer's
+  kernel and the optimizer's steps, is captured as a CUDA graph and replayed;
+  CuPy refuses cuBLAS during stream capture, hence GEMMs of our own. The
+  step's scalars (the scheduled rate, Adam's correction) come from device
+  memory: a counter the graph itself advances. A capture that fails falls
+  back, once and for good, to the eager path.
+* large, and mini-batches of medium nets: :class:`CupyGemmTrainer` runs the
+  xp reference loop (:mod:`sigmanet.backends.reference`) on CuPy arrays:
+  GEMMs through cuBLAS into preallocated buffers, with fused epilogue
+  kernels where they apply.
+
+Every option of the fit (the optimizers, L2, schedules, sample weights,
+softmax and identity outputs, average losses) runs on every engine; the
+single launch and the graph report the loss from their own training pass
+(the kernels accumulate it), never from a second pass over the data. A sparse
+X is made dense on the device first (no sparse GEMM yet).
+
+Streams and devices: the work runs on the caller's current CuPy stream, or on
+the ``stream`` the backend was built with, and on the device that holds the
+CuPy X (so Dask chunks train on the GPU they live on).
 
 The limits were measured on an H100 (docs/perf-notes.md and
 docs/benchmarks.md have the crossovers); ``benchmarks/strategy_crossover.py``
 measures them on another card.
-
-The single launch and the graph run plain gradient descent on sigmoid
-outputs (the seed's step, and the options their kernels take: bias,
-cross-entropy, mini-batches, shuffled epochs); every other option (the other
-optimizers, L2, sample weights, softmax and identity outputs, sparse X) runs
-on the eager engine, which is the xp reference loop
-(:mod:`sigmanet.backends.reference`) on CuPy arrays with the fused kernels
-where they apply. Those two engines report the first iteration's loss from
-one more forward pass of that batch; fusing it into their kernels is the GPU
-issue's work, for a session with a device.
 """
 
 from __future__ import annotations
@@ -40,10 +46,20 @@ import contextlib
 import numpy as np
 
 from ..._arrays import array_namespace, is_sparse
-from ..._plan import STATS_SIZE, Stats, batch_bounds, kernel_options, rows_per_step, step_scale
-from ..base import Backend, Trainer
-from ..reference import ReferenceTrainer, activate, row_losses
-from ._cuda import MAX_FIXED_LAYERS
+from ..._plan import (
+    LOSS_CODE,
+    OUTPUT_CODE,
+    STATS_SIZE,
+    Stats,
+    delta_uses_derivative,
+    loss_eps,
+    reduction_factor,
+    rows_per_step,
+)
+from ...optimizers import SLOTS, OptimizerState
+from ..base import Trainer
+from ..reference import ReferenceBackend, ReferenceTrainer
+from ._cuda import ACC_INDEX, ACC_SIZE, CFG_SIZE, MAX_FIXED_LAYERS, settings, warp_fits
 
 # Limits from crossovers measured on an H100 (benchmarks/strategy_crossover.py;
 # docs/perf-notes.md has the tables). In multiply-adds per iteration: one
@@ -57,6 +73,7 @@ GRAPH_LIMIT = 400_000_000  # up to which one full-batch iteration is replayed as
 MAX_BLOCK = 1024
 FIXED_SHAPE_WIDTH = 64  # nets this narrow (and at most MAX_FIXED_LAYERS deep) get a kernel compiled for their shape
 MAX_LAUNCH_ITERATIONS = 1 << 30  # one launch's iterations (an int32 in the kernel)
+USE_WARP = True  # train_warp where it fits; False keeps train_small (the device script compares the two)
 
 
 def _cupy():
@@ -66,120 +83,176 @@ def _cupy():
 
 
 def _kernels(dtype):
+    """The compiled kernels for a dtype on the current device (a module is loaded per device)."""
     from ._cuda import kernels
 
-    return kernels(np.dtype(dtype).name)
+    return kernels(np.dtype(dtype).name, _cupy().cuda.Device().id)
 
 
 def fast_path(config, weighted: bool, sparse: bool) -> bool:
-    """Whether the single launch and the graph can run this fit: the options their kernels take."""
-    return (
-        config.optimizer == "sgd"
-        and config.alpha == 0
-        and config.output == "sigmoid"
-        and config.schedule == "constant"
-        and config.lr_scale == 1.0
-        and not config.average_loss
-        and not weighted
-        and not sparse
-    )
+    """Whether the single launch and the graph can run this fit: every option of it, for a dense X.
+
+    (``weighted`` is kept for the callers: sample weights run there too.)
+    """
+    return not sparse
 
 
-def first_loss(trainer, start: int) -> np.ndarray:
-    """The stats' loss entries of global iteration ``start``'s batch, from a forward pass of it (xp)."""
-    xp = trainer.backend.xp
-    r0, r1 = batch_bounds(start, trainer.X.shape[0], trainer.config.batch_size)
-    weights, biases = trainer.weights()
-    a = trainer.X[r0:r1]
-    with np.errstate(over="ignore"):
-        for k, w in enumerate(weights):
-            z = a @ xp.asarray(w)
-            a = activate(xp, z, None if biases is None else xp.asarray(biases[k]), "sigmoid")
-    data = row_losses(xp, trainer.y[r0:r1], a, trainer.config.loss, float(np.finfo(trainer.X.dtype).eps))
-    out = np.zeros(STATS_SIZE)
-    out[2], out[3] = float(data.sum()), r1 - r0
-    return out
+def _device_of(a):
+    """The CuPy device that holds ``a`` (as a context to enter), or a no-op for host arrays."""
+    if array_namespace(a) is np or not hasattr(a, "device"):
+        return contextlib.nullcontext()
+    return _cupy().cuda.Device(a.device.id)
+
+
+def _slot_arrays(config, params, optimizer):
+    """The optimizer's state for these parameters: the network's if it fits, else fresh (host arrays)."""
+    state = optimizer
+    if state is None or not state.fits(config.optimizer, params):
+        state = OptimizerState.fresh(config.optimizer, params)
+    return state
+
+
+def _report(first, total, iterations, rows, n_out, alpha, average_loss) -> Stats:
+    """The interval's Stats from the accumulators (ACC_INDEX) after its first step and after all of them.
+
+    A full batch has the same rows and weights every step: the loss's per-row
+    factor is one number.
+    """
+    wsum = float(first[ACC_INDEX["WEIGHT"]])
+    per_row = rows / wsum if wsum > 0 else 0.0
+    src, count = (total, iterations) if average_loss else (first, 1)
+    values = np.zeros(STATS_SIZE)
+    values[0] = first[ACC_INDEX["ERROR"]]
+    values[1] = wsum * n_out
+    values[2] = src[ACC_INDEX["LOSS"]] * per_row
+    values[3] = rows * count
+    values[4] = 0.5 * alpha * src[ACC_INDEX["SQUARES"]] * per_row
+    return Stats(values)
 
 
 class FusedGpuTrainer(Trainer):
-    """A whole report interval in one kernel launch (one block, state in shared memory)."""
+    """A whole report interval in one kernel launch: ``train_warp`` (one warp) where the net fits it,
+    else ``train_small`` (one block, state in shared memory). ``warp`` may be set False to compare."""
 
-    def __init__(self, backend, weights, biases, X, y, config, shared_bytes, optimizer=None):
+    def __init__(self, backend, weights, biases, X, y, config, shared_bytes, sample_weight=None, optimizer=None):
         cp = _cupy()
         self.backend, self.config = backend, config
-        self.step = 0 if optimizer is None else optimizer.step
-        self.dt = np.dtype(weights[0].dtype)
+        self.device_id = cp.cuda.Device().id
+        self.dt = dt = np.dtype(weights[0].dtype)
         self.shapes = [w.shape for w in weights]
         self.sizes_host = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        self.sizes = cp.asarray(np.array(self.sizes_host, np.int32))
-        self.W = cp.asarray(np.concatenate([np.asarray(w, self.dt).ravel() for w in weights]))
         self.use_bias = biases is not None
-        self.B = cp.asarray(
-            np.concatenate([np.asarray(b, self.dt) for b in biases]) if self.use_bias else np.zeros(1, self.dt)
-        )
-        self.X = backend.to_device(X, self.dt)
-        self.y = backend.to_device(y, self.dt)
-        self.err = cp.zeros(1, np.float64)
-        self.err_later = cp.zeros(1, np.float64)  # later launches' first-iteration errors, not reported
+        params = list(weights) + list(biases or [])
+        state = _slot_arrays(config, params, optimizer)
+        self.step = state.step
+        self.slot_names = SLOTS[config.optimizer]
+        with backend.stream_scope():
+            self.sizes = cp.asarray(np.array(self.sizes_host, np.int32))
+            self.W = cp.asarray(np.concatenate([np.asarray(w, dt).ravel() for w in weights]))
+            self.B = cp.asarray(
+                np.concatenate([np.asarray(b, dt) for b in biases]) if self.use_bias else np.zeros(1, dt)
+            )
+            flat = [np.concatenate([np.asarray(a, dt).ravel() for a in state.slots[name]]) for name in self.slot_names]
+            self.S = cp.asarray(np.concatenate(flat) if flat else np.zeros(1, dt))
+            self.X = backend.to_device(X, dt)
+            self.y = backend.to_device(y, dt)
+            self.sw = None if sample_weight is None else backend.to_device(sample_weight, dt)
+            self.cfg = cp.zeros(CFG_SIZE, np.float64)
+            self.stats = cp.zeros(STATS_SIZE, np.float64)
+            self.stats_later = cp.zeros(STATS_SIZE, np.float64)  # later launches' report (long intervals)
         self.shared_bytes = shared_bytes
-        rows = self.X.shape[0] if config.batch_size is None else min(config.batch_size, self.X.shape[0])
+        rows = rows_per_step(self.X.shape[0], config.batch_size)
         work = rows * max(self.sizes_host)
         # tiny nets run the kernel compiled for their shape (one compile per shape, cached on disk)
         small = len(self.sizes_host) - 1 <= MAX_FIXED_LAYERS and max(self.sizes_host) <= FIXED_SHAPE_WIDTH
         self.fixed_shape = tuple(self.sizes_host) if small else None
+        self.warp = USE_WARP and warp_fits(self.sizes_host, rows)
         self.block_size = int(min(MAX_BLOCK, max(32, -(-work // 32) * 32)))
 
+    @property
+    def engine(self) -> str:
+        """Which kernel runs the interval (the benchmark records it)."""
+        return "fused:warp" if self.warp else "fused:shape" if self.fixed_shape else "fused:block"
+
     def run(self, start, iterations):
-        cfg = self.config
-        r0, r1 = batch_bounds(start, self.X.shape[0], cfg.batch_size)
-        loss = first_loss(self, start)
-        done = 0
-        while done < iterations:  # the kernel counts iterations in 32 bits
-            count = min(iterations - done, MAX_LAUNCH_ITERATIONS)
-            _kernels(self.dt).train_small(
-                X=self.X,
-                Y=self.y,
-                W=self.W,
-                B=self.B,
-                sizes=self.sizes,
-                **_launch_options(cfg, start + done, count, self.use_bias),
-                err=self.err if done == 0 else self.err_later,
-                block_size=self.block_size,
-                shared_bytes=self.shared_bytes,
-                fixed_shape=self.fixed_shape,
-            )
-            done += count
+        cfg, cp = self.config, _cupy()
+        if iterations <= 0:
+            return Stats(np.zeros(STATS_SIZE))
+        with cp.cuda.Device(self.device_id), self.backend.stream_scope():
+            self.cfg.set(settings(cfg, self.X.shape[0]))
+            done = 0
+            while done < iterations:  # the kernel counts iterations in 32 bits
+                count = min(iterations - done, MAX_LAUNCH_ITERATIONS)
+                _kernels(self.dt).train_small(
+                    X=self.X,
+                    Y=self.y,
+                    SW=self.sw,
+                    W=self.W,
+                    B=self.B,
+                    S=self.S,
+                    sizes=self.sizes,
+                    cfg=self.cfg,
+                    stats=self.stats if done == 0 else self.stats_later,
+                    start=start + done,
+                    iterations=count,
+                    batch_size=cfg.batch_size or 0,
+                    output=OUTPUT_CODE[cfg.output],
+                    loss=LOSS_CODE[cfg.loss],
+                    derivative=delta_uses_derivative(cfg),
+                    mean=cfg.mean,
+                    use_bias=self.use_bias,
+                    weighted=self.sw is not None,
+                    track_all=cfg.average_loss,
+                    step=self.step + done,
+                    eps=loss_eps(self.dt),
+                    block_size=32 if self.warp else self.block_size,
+                    shared_bytes=self.shared_bytes,
+                    fixed_shape=tuple(self.sizes_host) if self.warp else self.fixed_shape,
+                    warp=self.warp,
+                )
+                if done > 0:  # read only when an interval needed several launches
+                    later = Stats(self.stats_later.get())
+                    first = Stats(self.stats.get()).then(later, cfg.average_loss)
+                    self.stats.set(first.values)
+                done += count
+            report = Stats(self.stats.get())
         self.step += iterations
-        loss[0], loss[1] = float(self.err.get()[0]), (r1 - r0) * self.sizes_host[-1]
-        return Stats(loss)
+        return report
 
     def optimizer_arrays(self):
-        return {}
+        if not self.slot_names:
+            return {}
+        with _cupy().cuda.Device(self.device_id), self.backend.stream_scope():
+            flat = self.S.get()
+        shapes = self.shapes + ([(n,) for n in self.sizes_host[1:]] if self.use_bias else [])
+        n_params = sum(int(np.prod(s)) for s in shapes)
+        out = {}
+        for k, name in enumerate(self.slot_names):
+            arrays, at = [], k * n_params
+            for s in shapes:
+                size = int(np.prod(s))
+                arrays.append(flat[at : at + size].reshape(s).copy())
+                at += size
+            out[name] = arrays
+        return out
 
     def weights(self):
-        flat = self.W.get()
+        with _cupy().cuda.Device(self.device_id), self.backend.stream_scope():
+            flat = self.W.get()
+            bflat = self.B.get() if self.use_bias else None
         ws, at = [], 0
         for s in self.shapes:
             ws.append(flat[at : at + s[0] * s[1]].reshape(s).copy())
             at += s[0] * s[1]
-        if not self.use_bias:
+        if bflat is None:
             return ws, None
-        bflat = self.B.get()
         bounds = np.concatenate([[0], np.cumsum(self.sizes_host[1:])])
         return ws, [bflat[bounds[k] : bounds[k + 1]].copy() for k in range(len(ws))]
 
 
-def _launch_options(config, start, iterations, use_bias):
-    """The single launch's arguments (the options its kernel takes; see :func:`fast_path`)."""
-    full = kernel_options(config, start, iterations, use_bias, False, 0)
-    return {k: full[k] for k in ("start", "iterations", "batch_size", "learning_rate", "mean", "use_bias")} | {
-        "bce": config.loss == "bce"
-    }
-
-
 class CupyGemmTrainer(ReferenceTrainer):
-    """The xp reference loop on CuPy arrays (cuBLAS GEMMs) with fused epilogue kernels; for the options
-    of :func:`fast_path`, medium sizes replay an iteration as a CUDA graph.
+    """The xp reference loop on CuPy arrays (cuBLAS GEMMs) with fused epilogue kernels; medium full
+    batches replay an iteration of our own kernels as a CUDA graph (``use_graph``).
 
     No host synchronisation inside a report interval: the statistics are summed
     on the device and read once, after the interval's last launch is queued.
@@ -188,28 +261,50 @@ class CupyGemmTrainer(ReferenceTrainer):
     uses_scratch = True  # the xp hooks (other outputs, weights, optimizers) use the reference's scratch
 
     def __init__(self, backend, weights, biases, X, y, config, sample_weight=None, optimizer=None, use_graph=False):
-        super().__init__(backend, weights, biases, X, y, config, sample_weight, optimizer)
-        xp, dt = self.xp, self.W[0].dtype
-        self.kernels = _kernels(dt)
-        self.fast = fast_path(config, self.sw is not None, False)
-        self.err = xp.zeros(1, np.float64)
-        self.err_first = xp.zeros(1, np.float64)
-        m = self.a[1].shape[0]
-        # bias gradients are ones.T @ d: a GEMM (cuBLAS, or ours in the graph), no reduction kernel
-        self.ones = None if self.b is None else xp.ones((m, 1), dt)
-        self.use_graph = use_graph and config.batch_size is None and self.fast
-        self.graph = None
-        self.graph_error = None  # why capture failed, if it did
-        self.stream = None
-        if self.use_graph:  # partial sums where a weight-gradient GEMM splits its rows (Kernels.gemm_splits)
-            K = self.kernels
+        cp = _cupy()
+        self.device_id = cp.cuda.Device().id
+        with backend.stream_scope():
+            super().__init__(backend, weights, biases, X, y, config, sample_weight, optimizer)
+            xp, dt = self.xp, self.W[0].dtype
+            self.kernels = _kernels(dt)
+            m = self.a[1].shape[0]
+            # bias gradients are ones.T @ d: a GEMM (cuBLAS, or ours in the graph), no reduction kernel
+            self.ones = None if self.b is None else xp.ones((m, 1), dt)
+            self.use_graph = use_graph and config.batch_size is None and fast_path(config, self.sw is not None, False)
+            self.graph = None
+            self.graph_error = None  # why capture failed, if it did
+            self.capture_stream = None
+            if self.use_graph:
+                self._graph_buffers(m)
+            self._ready = cp.cuda.get_current_stream().record()  # the uploads, for a replay on another stream
 
-            def parts(n_in, n_out):
-                splits = K.gemm_splits(n_in, n_out, m)
-                return xp.empty((splits, n_in, n_out), dt) if splits > 1 else None
+    def _graph_buffers(self, m):
+        """Device buffers the graph reads and writes: partial sums where a weight-gradient GEMM splits its
+        rows (Kernels.gemm_splits) or where the L2 penalty is summed (optimizer_step), the settings,
+        the step counters and the accumulators."""
+        xp, dt, K = self.xp, self.W[0].dtype, self.kernels
+        decay = self.config.alpha > 0
 
-            self.g_parts = [parts(*w.shape) for w in self.W]
-            self.gb_parts = None if self.b is None else [parts(1, w.shape[1]) for w in self.W]
+        def parts(n_in, n_out, weight):
+            splits = K.gemm_splits(n_in, n_out, m)
+            return xp.empty((splits, n_in, n_out), dt) if splits > 1 or (weight and decay) else None
+
+        self.g_parts = [parts(*w.shape, True) for w in self.W]
+        self.gb_parts = None if self.b is None else [parts(1, w.shape[1], False) for w in self.W]
+        self.cfg = xp.zeros(CFG_SIZE, np.float64)
+        self.counters = xp.zeros(2, np.int64)
+        self.acc = xp.zeros(ACC_SIZE, np.float64)
+        self.acc_first = xp.zeros(ACC_SIZE, np.float64)
+        names = SLOTS[self.config.optimizer]
+        n = len(self.params)
+        self.param_slots = [
+            tuple(self.slots[names[s]][i] if s < len(names) else None for s in range(2)) for i in range(n)
+        ]
+
+    @property
+    def engine(self) -> str:
+        """ "graph" while the iteration replays as a CUDA graph, else "eager" (the benchmark records it)."""
+        return "graph" if self.use_graph else "eager"
 
     # -- fused epilogues where the options allow (the reference loop calls these around xp.matmul) --
 
@@ -220,10 +315,13 @@ class CupyGemmTrainer(ReferenceTrainer):
             super().forward_activation(z, k)
 
     def output_delta(self, y, a, d, tmp, sw):
-        if self.config.output == "sigmoid" and sw is None:
-            self.kernels.output_delta(y, a, d, self.config.loss == "bce", None)
-        else:
-            super().output_delta(y, a, d, tmp, sw)
+        cfg = self.config
+        if sw is None and cfg.output == "sigmoid":  # elementwise: the most parallel form
+            self.kernels.output_delta(y, a, d, cfg.loss == "bce", None)
+        else:  # a row per thread: sample weights (the softmax is already applied by forward_activation)
+            self.kernels.output_step(
+                y, a, d, sw, output=OUTPUT_CODE["sigmoid"], loss=0, derivative=self.derivative, eps=self.eps
+            )
 
     def hidden_delta(self, d, a, tmp):
         self.kernels.hidden_delta(d, a)
@@ -254,68 +352,108 @@ class CupyGemmTrainer(ReferenceTrainer):
         a = [self.X] + self.a[1:]
         for k in range(L):
             bias = None if self.b is None else self.b[k]
-            K.gemm(a[k], self.W[k], a[k + 1], epilogue="sigmoid", E=bias, compile_only=compile_only)
-        if launch:
-            K.output_delta(self.y, a[L], self.d[L], cfg.loss == "bce", self.err)
+            epi = "sigmoid" if k < L - 1 or cfg.output == "sigmoid" else "bias"
+            K.gemm(a[k], self.W[k], a[k + 1], epilogue=epi, E=bias, compile_only=compile_only)
+        if launch:  # softmax, the loss, the error, the delta; opens the step (advances the counters)
+            K.output_step(
+                self.y, a[L], self.d[L], self.sw, output=OUTPUT_CODE[cfg.output], loss=LOSS_CODE[cfg.loss],
+                derivative=self.derivative, eps=self.eps, acc=self.acc, counters=self.counters,
+            )  # fmt: skip
         for k in range(L - 1, 0, -1):
             K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True, epilogue="dsigmoid", E=a[k], compile_only=compile_only)
-        scale = step_scale(cfg, 0, self.n_rows, self.n_rows)
         for k in range(L):  # every delta is computed: the steps may go in place
-            self._step(self.W[k], a[k], self.d[k + 1], self.g_parts[k], scale, compile_only)
+            self._step(k, self.W[k], a[k], self.d[k + 1], self.g_parts[k], True, compile_only)
             if self.b is not None:
-                self._step(self.b[k].reshape(1, -1), self.ones, self.d[k + 1], self.gb_parts[k], scale, compile_only)
+                b = self.b[k].reshape(1, -1)
+                self._step(L + k, b, self.ones, self.d[k + 1], self.gb_parts[k], False, compile_only)
 
-    def _step(self, w, a_in, d_out, parts, scale, compile_only):
-        """w += scale * a_in.T @ d_out: in the GEMM's epilogue, or through split partials."""
+    def _step(self, i, p, a_in, d_out, parts, decayed, compile_only):
+        """Parameter i (p) steps by the optimizer from a_in.T @ d_out: in the GEMM's epilogue, or through
+        partial sums (split rows, or a weight whose squares the L2 penalty's report needs)."""
+        K = self.kernels
+        s0, s1 = self.param_slots[i]
+        slots = (None if s0 is None else s0.reshape(p.shape), None if s1 is None else s1.reshape(p.shape))
         if parts is None:
-            self.kernels.gemm(a_in, d_out, w, ta=True, epilogue="sgd", scale=scale, compile_only=compile_only)
-        else:
-            self.kernels.gemm(a_in, d_out, parts, ta=True, compile_only=compile_only)
-            if not compile_only:
-                self.kernels.sgd_update(w, parts.reshape(parts.shape[0], *w.shape), scale)
+            K.gemm(a_in, d_out, p, ta=True, epilogue="step", slots=slots, decayed=decayed, cfg=self.cfg,
+                   counters=self.counters, compile_only=compile_only)  # fmt: skip
+            return
+        K.gemm(a_in, d_out, parts, ta=True, compile_only=compile_only)
+        if not compile_only:
+            sumsq = self.acc[ACC_INDEX["SQUARES"] :] if decayed and self.config.alpha > 0 else None
+            K.optimizer_step(p, parts.reshape(parts.shape[0], *p.shape), slots, decayed=decayed, cfg=self.cfg,
+                             counters=self.counters, sumsq=sumsq)  # fmt: skip
 
     def _capture(self):
         cp = self.xp
-        self.stream = cp.cuda.Stream(non_blocking=True)
+        self.capture_stream = cp.cuda.Stream(non_blocking=True)
         try:
             self._iteration_own_kernels(compile_only=True)  # module loads stay out of the capture
-            with self.stream:
-                self.stream.begin_capture()
+            with self.capture_stream:
+                self.capture_stream.begin_capture()
                 try:
                     self._iteration_own_kernels()
                 finally:
-                    graph = self.stream.end_capture()
+                    graph = self.capture_stream.end_capture()
             self.graph = graph
         except Exception as e:
             self.use_graph, self.graph_error = False, f"{type(e).__name__}: {e}"
 
     def run(self, start, iterations):
-        if self.use_graph and self.graph is None:
-            self._capture()
-        if not self.use_graph:
-            return super().run(start, iterations)
         cp = self.xp
-        stats = first_loss(self, start)
-        # The stream does not wait on the null stream by itself (non_blocking):
-        # uploads and earlier work queued there must land before the first replay.
-        self.stream.wait_event(cp.cuda.Stream.null.record())
+        with cp.cuda.Device(self.device_id), self.backend.stream_scope():
+            if self.use_graph and self.graph is None:
+                self._capture()
+            if not self.use_graph:
+                return super().run(start, iterations)
+            return self._replay(start, iterations)
+
+    def _replay(self, start, iterations):
+        cp, cfg = self.xp, self.config
+        if iterations <= 0:
+            return Stats(np.zeros(STATS_SIZE))
+        stream = cp.cuda.get_current_stream()  # the caller's (or the backend's) stream
+        stream.wait_event(self._ready)  # the uploads, wherever they were queued
+        weight = float(self.n_rows if self._batch_weights is None else self._batch_weights[0])
+        self.cfg.set(settings(cfg, self.n_rows, reduction_factor(cfg, weight)))
+        self.counters.set(np.array([self.step, start - 1], np.int64))
+        self.acc.fill(0)
         try:
-            with self.stream:
-                self.err.fill(0)
-                self.graph.launch(self.stream)
-                self.err_first[...] = self.err  # the first iteration's sum |e|, copied on the stream
-                for _ in range(iterations - 1):
-                    self.graph.launch(self.stream)
+            self.graph.launch(stream)
+            self.acc_first[...] = self.acc  # the first step's sums, copied on the stream
+            for _ in range(iterations - 1):
+                self.graph.launch(stream)
         finally:  # also on Ctrl-C: no replay may outlive the buffers it writes
-            self.stream.synchronize()
+            stream.synchronize()
+        first, total = self.acc_first.get(), self.acc.get()
         self.step += iterations
-        stats[0], stats[1] = float(self.err_first.get()[0]), self.a[-1].size
-        return Stats(stats)
+        return _report(first, total, iterations, self.n_rows, self.a[-1].shape[1], cfg.alpha, cfg.average_loss)
+
+    def weights(self):
+        with _cupy().cuda.Device(self.device_id), self.backend.stream_scope():
+            return super().weights()
+
+    def optimizer_arrays(self):
+        with _cupy().cuda.Device(self.device_id), self.backend.stream_scope():
+            return super().optimizer_arrays()
+
+    def set_row_order(self, order):
+        with _cupy().cuda.Device(self.device_id), self.backend.stream_scope():
+            super().set_row_order(order)
 
 
-class CupyBackend(Backend):
+class CupyBackend(ReferenceBackend):
+    """CuPy on the current device; ``stream``: a CuPy stream to run on (None: the caller's current one)."""
+
     name = "cupy"
     strategies = ("fused", "graph", "eager")
+
+    def __init__(self, threads: int | None = None, strategy: str | None = None, stream=None):
+        super().__init__(threads, strategy)
+        self.stream = stream
+
+    def stream_scope(self):
+        """The stream the backend's work goes to, entered: the given one, else the caller's current one."""
+        return self.stream if self.stream is not None else contextlib.nullcontext()
 
     @classmethod
     def probe(cls):
@@ -343,13 +481,18 @@ class CupyBackend(Backend):
 
     def to_device(self, a, dtype):
         cp = _cupy()
-        return cp.ascontiguousarray(cp.asarray(a, dtype=dtype))
+        with self.stream_scope():
+            return cp.ascontiguousarray(cp.asarray(a, dtype=dtype))
 
     def to_host(self, a):
-        return _cupy().asnumpy(a)
+        with self.stream_scope():
+            return _cupy().asnumpy(a)
 
     def synchronize(self):
-        _cupy().cuda.Device().synchronize()
+        if self.stream is not None:
+            self.stream.synchronize()
+        else:
+            _cupy().cuda.Device().synchronize()
 
     def limits(self):
         return contextlib.nullcontext()
@@ -381,7 +524,20 @@ class CupyBackend(Backend):
         pool = cp.get_default_memory_pool()
         return int(free) + int(pool.free_bytes())
 
+    def gradients(self, weights, biases, X, y, config, sample_weight=None):
+        """The gradient over every row (a Dask worker's call), on the device that holds X."""
+        with _device_of(X), self.stream_scope():
+            return super().gradients(weights, biases, X, y, config, sample_weight)
+
+    def predict(self, weights, biases, X, output="sigmoid"):
+        with _device_of(X), self.stream_scope():
+            return super().predict(weights, biases, X, output)
+
     def trainer(self, weights, biases, X, y, config, sample_weight=None, optimizer=None):
+        with _device_of(X), self.stream_scope():
+            return self._trainer(weights, biases, X, y, config, sample_weight, optimizer)
+
+    def _trainer(self, weights, biases, X, y, config, sample_weight, optimizer):
         rows = rows_per_step(X.shape[0], config.batch_size)
         dt = np.dtype(weights[0].dtype)
         units = sum(w.shape[1] for w in weights)
@@ -395,7 +551,10 @@ class CupyBackend(Backend):
             X = _cupy().asarray(X.toarray()) if array_namespace(X) is np else X.toarray()  # (no sparse GEMM yet)
         macs = rows * sum(w.shape[0] * w.shape[1] for w in weights)
         sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        shared = dt.itemsize * (sum(w.size for w in weights) + sum(sizes[1:]) + 2 * rows * sum(sizes))
+        n_params = sum(w.size for w in weights) + (sum(sizes[1:]) if biases is not None else 0)
+        slots = len(SLOTS[config.optimizer])
+        state = sum(w.size for w in weights) + sum(sizes[1:]) + slots * n_params  # weights, biases, slots
+        shared = dt.itemsize * (state + 2 * rows * sum(sizes))
         cp = _cupy()
         optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id).get("sharedMemPerBlockOptin", 48 * 1024)
         from ._cuda import MAX_LAYERS
@@ -405,6 +564,6 @@ class CupyBackend(Backend):
         few_rows = rows <= SMALL_ROWS or config.batch_size is not None
         fits = len(sizes) - 1 <= MAX_LAYERS and shared <= optin - _kernels(dt).static_shared_bytes()
         if fast and fits and (pinned == "fused" or (pinned is None and macs <= SMALL_LIMIT and few_rows)):
-            return FusedGpuTrainer(self, weights, biases, X, y, config, shared, optimizer)
+            return FusedGpuTrainer(self, weights, biases, X, y, config, shared, sample_weight, optimizer)
         use_graph = pinned == "graph" or (pinned is None and macs <= GRAPH_LIMIT)
         return CupyGemmTrainer(self, weights, biases, X, y, config, sample_weight, optimizer, use_graph=use_graph)

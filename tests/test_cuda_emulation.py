@@ -1,0 +1,516 @@
+"""The CUDA kernels, verified on the CPU: kernels/sigmanet.cu compiled by g++ against a CUDA shim.
+
+tests/cuda_emulation/ holds the shim (each block as blockDim threads with real
+barriers, warp shuffles exchanged through memory), a ctypes launcher that checks
+every argument's width against the kernel's parameters, and a stand-in ``cupy``
+module whose RawModule runs the kernels there. With it the CuPy backend's own
+code (its wrappers, strategies, graph capture, streams, devices) runs here and
+is compared with the NumPy backend: the kernels' math and the backend's wiring
+are tested, not the GPU's speed or its memory model (benchmarks/gpu_check.sh
+runs the same checks on a device).
+
+The library is built once per session (in pytest's temporary root, reused
+while the sources do not change); instances a test needs beyond the prebuilt
+list are built when asked for.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sigmanet import optimizers
+from sigmanet._plan import LOSS_CODE, OPTIMIZER_CODE, OUTPUT_CODE, TrainConfig, loss_eps
+from sigmanet.backends.cupy import _cuda
+from sigmanet.backends.numpy_backend import NumpyBackend
+from sigmanet.backends.reference import row_losses
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "cuda_emulation"))
+import emulator
+import fake_cupy
+
+pytestmark = pytest.mark.skipif(emulator.compiler_missing() is not None, reason=str(emulator.compiler_missing()))
+
+SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "sigmanet.cu"
+
+
+def _default_instances():
+    """What the default tests launch, compiled in one go (one translation unit per core)."""
+    names = []
+    for T in ("float", "double"):
+        names += _cuda.name_expressions(T)
+        names += [_cuda.gemm_name(T, ta, tb, rm, rn, epi) for (ta, tb), epis in _cuda._GEMM_EPILOGUES.items()
+                  for epi in epis for rm, rn in ((1, 1), (2, 1))]  # fmt: skip
+        names += [_cuda.fixed_shape_name(T, s) for s in ([3, 4, 1], [4, 6, 3], [5, 8, 9, 3, 2], [2, 5, 3])]
+        names += [_cuda.warp_name(T, s) for s in ([3, 4, 1], [5, 3, 2], [2, 6, 3], [2, 5, 3])]
+    return names
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    folder = tmp_path_factory.getbasetemp().parent / "sigmanet-cuda-emulator"
+    wanted = folder / "wanted.txt"
+    names = _default_instances() + (wanted.read_text().split("\n") if wanted.exists() else [])
+    lib = emulator.build(_cuda.kernel_source(), [n for n in names if n.strip()], _cuda.compile_options(), folder)
+    lib.code = _cuda.kernel_source()
+    return lib, folder
+
+
+@pytest.fixture
+def cp(library):
+    lib, folder = library
+    with fake_cupy.installed(library=lib, build_dir=folder) as module:
+        yield module
+
+
+def _tol(dtype):
+    return dict(rtol=1e-9, atol=1e-11) if np.dtype(dtype) == np.float64 else dict(rtol=1e-4, atol=1e-5)
+
+
+# -- the layouts the kernels and the wrappers share ------------------------------------------------
+
+
+def _defines(prefix):
+    return {m[1]: int(m[2]) for m in re.finditer(rf"#define {prefix}(\w+) (\d+)", SOURCE.read_text())}
+
+
+def test_the_source_and_the_wrappers_share_every_code_and_layout():
+    assert _defines("SN_CFG_") == {**_cuda.CFG_INDEX, "SIZE": _cuda.CFG_SIZE}
+    assert _defines("SN_ACC_") == {**_cuda.ACC_INDEX, "SIZE": _cuda.ACC_SIZE}
+    assert _defines("SN_COUNT_") == _cuda.COUNT_INDEX
+    assert _defines("SN_EPI_") == {k.upper(): v for k, v in _cuda.EPILOGUES.items()}
+    assert _defines("SN_OUT_") == {k.upper(): v for k, v in OUTPUT_CODE.items()}
+    assert _defines("SN_LOSS_") == {"MSE": 0, "BCE": 1, "CE": 2} and LOSS_CODE == {"mse": 0, "bce": 1,
+                                                                                  "cross_entropy": 2}  # fmt: skip
+    assert _defines("SN_OPT_") == {k.upper(): v for k, v in OPTIMIZER_CODE.items()}
+
+
+def test_a_launch_with_a_wrong_argument_width_or_count_fails_naming_it(cp):
+    K = _cuda.kernels("float64")
+    a = cp.zeros((4, 3))
+    with pytest.raises(emulator.EmulationError, match="argument 3 is 4 bytes, the kernel's parameter 8"):
+        K.fn["output_delta"]((1,), (32,), (a, a, a, np.int32(12), np.int32(0), np.uint64(0)))
+    with pytest.raises(emulator.EmulationError, match="takes 6 arguments, the launch passed 5"):
+        K.fn["output_delta"]((1,), (32,), (a, a, a, np.int64(12), np.int32(0)))
+
+
+def test_a_shuffle_on_a_partial_warp_is_refused(cp):
+    """output_delta reduces with full-warp shuffles: a block of 48 threads leaves warp 1 half empty."""
+    K = _cuda.kernels("float64")
+    y, a, d, err = cp.zeros((4, 3)), cp.zeros((4, 3)), cp.zeros((4, 3)), cp.zeros(1)
+    with pytest.raises(emulator.EmulationError, match="names lanes that do not exist"):
+        K.fn["output_delta"]((1,), (48,), (y, a, d, np.int64(12), np.int32(0), err))
+
+
+def test_numpy_arrays_cannot_reach_a_kernel_or_mix_with_device_arrays(cp):
+    K = _cuda.kernels("float64")
+    with pytest.raises(emulator.EmulationError, match="NumPy array cannot be a kernel argument"):
+        K.fn["hidden_delta"]((1,), (32,), (np.zeros(3), cp.zeros(3), np.int64(3)))
+    with pytest.raises(TypeError):
+        cp.zeros(3) + np.ones(3)
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(cp.zeros(3))
+
+
+# -- the epilogues around cuBLAS, and the graph's elementwise kernels ---------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_elementwise_epilogues_match_numpy(cp, rng, dtype):
+    K, tol = _cuda.kernels(dtype), _tol(dtype)
+    m, n = int(rng.integers(1, 40)), int(rng.integers(1, 9))
+    z = rng.standard_normal((m, n)).astype(dtype) * 4
+    b = rng.standard_normal(n).astype(dtype)
+    dz = cp.asarray(z)
+    K.forward_sigmoid(dz, cp.asarray(b))
+    np.testing.assert_allclose(dz.get(), 1 / (1 + np.exp(-(z + b))), **tol)
+    dz = cp.asarray(z)
+    K.forward_sigmoid(dz, None)
+    np.testing.assert_allclose(dz.get(), 1 / (1 + np.exp(-z)), **tol)
+    y, a = rng.random((m, n)).astype(dtype), rng.random((m, n)).astype(dtype)
+    for bce in (0, 1):
+        d, err = cp.zeros((m, n), dtype), cp.zeros(1)
+        K.output_delta(cp.asarray(y), cp.asarray(a), d, bce, err)
+        np.testing.assert_allclose(d.get(), (y - a) if bce else (y - a) * a * (1 - a), **tol)
+        np.testing.assert_allclose(err.get()[0], np.abs(y - a).sum(), **tol)
+    d0 = rng.standard_normal((m, n)).astype(dtype)
+    d = cp.asarray(d0)
+    K.hidden_delta(d, cp.asarray(a))
+    np.testing.assert_allclose(d.get(), d0 * a * (1 - a), **tol)
+    w0, parts = rng.standard_normal((m, n)).astype(dtype), rng.standard_normal((3, m, n)).astype(dtype)
+    w = cp.asarray(w0)
+    K.sgd_update(w, cp.asarray(parts), 0.25)
+    np.testing.assert_allclose(w.get(), w0 + 0.25 * parts.sum(axis=0), **tol)
+
+
+def _targets(rng, m, n, output, dtype):
+    if output == "softmax":
+        return np.eye(n, dtype=dtype)[rng.integers(0, n, m)]
+    if output == "identity":
+        return rng.standard_normal((m, n)).astype(dtype)
+    return rng.random((m, n)).astype(dtype)
+
+
+@pytest.mark.parametrize("output,loss", [("sigmoid", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"),
+                                         ("identity", "mse")])  # fmt: skip
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_output_step_matches_the_reference_loop(cp, rng, output, loss, dtype):
+    """Softmax in place, the delta (weighted), the error, the loss and the weight sums; the counters advance."""
+    K, tol = _cuda.kernels(dtype), _tol(dtype)
+    m, n = int(rng.integers(1, 50)), int(rng.integers(2, 7))
+    z = rng.standard_normal((m, n)).astype(dtype)
+    y = _targets(rng, m, n, output, dtype)
+    sw = (rng.random(m) + 0.2).astype(dtype)
+    a = z.copy()
+    if output == "sigmoid":
+        a = 1 / (1 + np.exp(-z))
+    elif output == "softmax":
+        a = np.exp(z - z.max(axis=1, keepdims=True))
+        a /= a.sum(axis=1, keepdims=True)
+    derivative = output == "sigmoid" and loss == "mse"
+    want_d = (y - a) * (a * (1 - a) if derivative else 1) * sw[:, None]
+    eps = loss_eps(dtype)
+    want = [(np.abs(y - a).sum(axis=1) * sw).sum(), sw.sum(), (row_losses(np, y, a, loss, eps) * sw).sum(), 0.0]
+    da = cp.asarray(a if output != "softmax" else z)
+    d, acc, counters = cp.zeros((m, n), dtype), cp.zeros(4), cp.asarray(np.array([3, 9], np.int64))
+    K.output_step(cp.asarray(y), da, d, cp.asarray(sw), output=OUTPUT_CODE[output], loss=LOSS_CODE[loss],
+                  derivative=derivative, eps=eps, acc=acc, counters=counters)  # fmt: skip
+    np.testing.assert_allclose(da.get(), a, **tol)
+    np.testing.assert_allclose(d.get(), want_d, **tol)
+    np.testing.assert_allclose(acc.get(), want, **tol)
+    assert counters.get().tolist() == [4, 10]
+    K.output_step(cp.asarray(y), cp.asarray(a), d, None, output=0, loss=0, derivative=derivative, eps=eps)
+    np.testing.assert_allclose(d.get(), want_d / sw[:, None], **tol)
+
+
+def _reference_step(config, p, g, slots, lr, r, step, decayed):
+    """optimizers.update on one parameter (NumPy)."""
+    params, grads = [p.copy()], [g.copy()]
+    state = {name: [s.copy()] for name, s in slots.items()}
+    cfg = config if decayed else TrainConfig(**{**config.__dict__, "alpha": 0.0})
+    optimizers.update(np, cfg, params, grads, state, [np.empty_like(p)], n_weights=1, lr=lr, r=r, step=step)
+    return params[0], {k: v[0] for k, v in state.items()}
+
+
+CONFIGS = [
+    TrainConfig(),
+    TrainConfig(learning_rate=0.3, optimizer="momentum", momentum=0.8, alpha=0.01),
+    TrainConfig(learning_rate=0.3, optimizer="nesterov", schedule="invscaling", power_t=0.4),
+    TrainConfig(learning_rate=0.01, optimizer="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-7, alpha=0.1),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.optimizer)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_optimizer_step_follows_the_rules_of_optimizers_update(cp, rng, config, dtype):
+    """Every rule, the penalty, the schedule from the device's counters, Adam's correction, split partials."""
+    K, tol = _cuda.kernels(dtype), _tol(dtype)
+    shape = (int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+    p0 = rng.standard_normal(shape).astype(dtype)
+    parts = rng.standard_normal((int(rng.integers(1, 4)), *shape)).astype(dtype)
+    names = optimizers.SLOTS[config.optimizer]
+    slots = {name: (rng.random(shape) if name == "v" else rng.standard_normal(shape)).astype(dtype) for name in names}
+    n_rows, r, step, j = 37, 1 / 37, int(rng.integers(0, 5)), int(rng.integers(0, 20))
+    cfg = cp.asarray(_cuda.settings(config, n_rows, r))
+    counters = cp.asarray(np.array([step + 1, j], np.int64))
+    for decayed in (True, False):
+        p, dslots, sumsq = cp.asarray(p0), {k: cp.asarray(v) for k, v in slots.items()}, cp.zeros(1)
+        pair = tuple(dslots[names[i]] if i < len(names) else None for i in range(2))
+        K.optimizer_step(p, cp.asarray(parts), pair, decayed=decayed, cfg=cfg, counters=counters, sumsq=sumsq)
+        lr = config.learning_rate / ((j * n_rows + 1) ** config.power_t if config.schedule == "invscaling" else 1)
+        want_p, want_slots = _reference_step(config, p0, parts.sum(axis=0), slots, lr, r, step + 1, decayed)
+        np.testing.assert_allclose(p.get(), want_p, **tol)
+        for name in names:
+            np.testing.assert_allclose(dslots[name].get(), want_slots[name], **tol)
+        np.testing.assert_allclose(sumsq.get()[0], (p0.astype(np.float64) ** 2).sum(), **tol)
+
+
+# -- gemm_tiled --------------------------------------------------------------------------------------
+
+
+def _gemm_cases(cp, rng, dtype, tiles, shapes):
+    """Every op(A) @ op(B) with each of its epilogues (split partials for the weight gradient)."""
+    K, tol = _cuda.kernels(dtype), _tol(dtype)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
+    config = TrainConfig(learning_rate=0.5, optimizer="momentum", alpha=0.05)
+    cfg = cp.asarray(_cuda.settings(config, 10, 1.0))
+    counters = cp.asarray(np.array([1, 0], np.int64))
+    for M, N, Kd in shapes:
+        A, B = rng.standard_normal((M, Kd)).astype(dtype), rng.standard_normal((Kd, N)).astype(dtype)
+        want = A.astype(np.float64) @ B
+        for ta, tb in [(False, False), (True, False), (False, True)]:
+            dA = cp.asarray(A.T.copy() if ta else A)
+            dB = cp.asarray(B.T.copy() if tb else B)
+            C = cp.full((M, N), np.nan, dtype)
+            K.gemm(dA, dB, C, ta=ta, tb=tb, tiles=tiles)
+            np.testing.assert_allclose(C.get(), want, **tol)
+            if ta:
+                parts = cp.full((3, M, N), np.nan, dtype)
+                K.gemm(dA, dB, parts, ta=True, tiles=tiles)
+                np.testing.assert_allclose(parts.get().sum(axis=0), want, **tol)
+                W0, V0 = rng.standard_normal((M, N)).astype(dtype), rng.standard_normal((M, N)).astype(dtype)
+                W, V = cp.asarray(W0), cp.asarray(V0)
+                K.gemm(dA, dB, W, ta=True, epilogue="step", slots=(V, None), decayed=True, cfg=cfg,
+                       counters=counters, tiles=tiles)  # fmt: skip
+                want_w, want_v = _reference_step(config, W0, want.astype(dtype), {"velocity": V0}, 0.5, 1.0, 1, True)
+                np.testing.assert_allclose(W.get(), want_w, **tol)
+                np.testing.assert_allclose(V.get(), want_v["velocity"], **tol)
+            elif tb:
+                act = rng.random((M, N)).astype(dtype)
+                K.gemm(dA, dB, C, tb=True, epilogue="dsigmoid", E=cp.asarray(act), tiles=tiles)
+                np.testing.assert_allclose(C.get(), want * act * (1 - act), **tol)
+            else:
+                bias = rng.standard_normal(N).astype(dtype)
+                for epi, f in (("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("bias", lambda v: v)):
+                    K.gemm(dA, dB, C, epilogue=epi, E=cp.asarray(bias), tiles=tiles)
+                    np.testing.assert_allclose(C.get(), f(want + bias), **tol)
+                    K.gemm(dA, dB, C, epilogue=epi, tiles=tiles)
+                    np.testing.assert_allclose(C.get(), f(want), **tol)
+
+
+@pytest.mark.parametrize("tiles", [(1, 1), (2, 1)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_tiled_every_epilogue_and_transpose_matches_numpy(cp, rng, dtype, tiles):
+    _gemm_cases(cp, rng, dtype, tiles, [(int(rng.integers(1, 40)), int(rng.integers(1, 20)), int(rng.integers(1, 40)))])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tiles", [(rm, rn) for rm in _cuda.TILE_FACTORS for rn in _cuda.TILE_FACTORS])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_tiled_every_tile_matches_numpy(cp, rng, dtype, tiles):
+    """Ragged edges in every direction, tiles larger than the matrix, K split into parts."""
+    _gemm_cases(cp, rng, dtype, tiles, [(37, 70, 129), (300, 5, 17), (1, 140, 40)])
+
+
+# -- whole engines: the single launch (warp, fixed shape, generic) and the graph, against NumPy -------
+
+
+def _problem(rng, layers, rows, output, dtype, bias, weighted):
+    X = rng.standard_normal((rows, layers[0])).astype(dtype)
+    y = _targets(rng, rows, layers[-1], output, dtype)
+    w = [(rng.standard_normal((p, q)) * 0.7).astype(dtype) for p, q in zip(layers, layers[1:])]
+    b = [(rng.standard_normal(q) * 0.3).astype(dtype) for q in layers[1:]] if bias else None
+    sw = (rng.random(rows) * 2 + 0.1).astype(dtype) if weighted else None
+    return X, y, w, b, sw
+
+
+def _optimizer_state(rng, config, w, b):
+    """A state with steps taken and non-zero slots: it must be continued, not restarted."""
+    params = w + (b or [])
+    slots = {name: tuple((np.abs if name == "v" else np.asarray)(rng.standard_normal(p.shape) * 0.01).astype(p.dtype)
+                         for p in params) for name in optimizers.SLOTS[config.optimizer]}  # fmt: skip
+    return optimizers.OptimizerState(config.optimizer, int(rng.integers(0, 6)), slots)
+
+
+def _agree(trainer, ref, runs, dtype):
+    tol = _tol(dtype)
+    for start, n in runs:
+        got, want = trainer.run(start, n), ref.run(start, n)
+        np.testing.assert_allclose([got.error, got.loss], [want.error, want.loss], **tol)
+    assert trainer.step == ref.step
+    (wg, bg), (wr, br) = trainer.weights(), ref.weights()
+    for a, c in zip(wg + (bg or []), wr + (br or []), strict=True):
+        np.testing.assert_allclose(a, c, **tol)
+    got_slots, want_slots = trainer.optimizer_arrays(), ref.optimizer_arrays()
+    assert set(got_slots) == set(want_slots)
+    for name in want_slots:
+        for a, c in zip(got_slots[name], want_slots[name], strict=True):
+            np.testing.assert_allclose(a, c, **tol)
+
+
+def _config(rng, output, loss, optimizer, batch_size, **extra):
+    return TrainConfig(
+        learning_rate={"sgd": 0.5, "momentum": 0.2, "nesterov": 0.2, "adam": 0.02}[optimizer],
+        loss=loss,
+        output=output,
+        reduction=extra.pop("reduction", "mean"),
+        batch_size=batch_size,
+        optimizer=optimizer,
+        alpha=extra.pop("alpha", 0.0),
+        schedule=extra.pop("schedule", "constant"),
+        power_t=0.3,
+        average_loss=extra.pop("average_loss", False),
+        **extra,
+    )
+
+
+# (kernel, layers, rows, batch_size): train_warp needs one hidden layer and a batch within a warp
+SINGLE_LAUNCH = [
+    ("warp", [3, 4, 1], 4, None),
+    ("warp", [2, 5, 3], 11, 4),
+    ("fixed", [2, 5, 3], 11, 4),
+    ("fixed", [4, 6, 3], 9, None),
+    ("generic", [4, 6, 3], 9, None),
+    ("fixed", [5, 8, 9, 3, 2], 13, 5),
+    ("generic", [5, 8, 9, 3, 2], 13, 5),
+]
+OPTIONS = [  # (output, loss, optimizer, extra)
+    ("sigmoid", "mse", "sgd", {"reduction": "sum"}),
+    ("sigmoid", "bce", "momentum", {"alpha": 0.01, "average_loss": True}),
+    ("softmax", "cross_entropy", "nesterov", {"schedule": "invscaling"}),
+    ("identity", "mse", "adam", {"alpha": 0.05}),
+]
+
+
+def _single_launch(cp, rng, kernel, layers, rows, batch_size, option, dtype, bias, weighted):
+    from sigmanet.backends.cupy.backend import CupyBackend, FusedGpuTrainer
+
+    output, loss, optimizer, extra = option
+    config = _config(rng, output, loss, optimizer, batch_size, **dict(extra))
+    X, y, w, b, sw = _problem(rng, layers, rows, output, dtype, bias, weighted)
+    state = _optimizer_state(rng, config, w, b) if optimizer != "sgd" else None
+    tr = CupyBackend(strategy="fused").trainer(w, b, X, y, config, sw, state)
+    assert isinstance(tr, FusedGpuTrainer)
+    assert tr.warp == _cuda.warp_fits(layers, batch_size or rows), "the warp kernel runs exactly where it fits"
+    if kernel != "warp":
+        tr.warp = False  # the block kernel, as the device script compares them
+    if kernel == "generic":
+        tr.fixed_shape = None
+    ref = NumpyBackend().trainer(w, b, X, y, config, sw, state)
+    _agree(tr, ref, [(0, 6), (6, 5)], dtype)
+    names = [launch.name for launch in fake_cupy.launches()]
+    expected = {"warp": "train_warp<", "fixed": f"train_small<{'float' if dtype == 'float32' else 'double'}, ",
+                "generic": "train_small<"}[kernel]  # fmt: skip
+    assert names and all(n.startswith(expected) for n in names), names
+    if kernel == "generic":
+        assert all(n in ("train_small<float>", "train_small<double>") for n in names)
+
+
+@pytest.mark.parametrize("kernel,layers,rows,batch_size", SINGLE_LAUNCH)
+def test_the_single_launch_agrees_with_numpy(cp, rng, kernel, layers, rows, batch_size):
+    """Each kernel on one random combination of the options (float64; every combination: the slow test)."""
+    option = OPTIONS[int(rng.integers(len(OPTIONS)))]
+    _single_launch(cp, rng, kernel, layers, rows, batch_size, option, "float64", bool(rng.integers(2)),
+                   bool(rng.integers(2)))  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: f"{o[0]}-{o[2]}")
+@pytest.mark.parametrize("kernel,layers,rows,batch_size", SINGLE_LAUNCH)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_single_launch_agrees_with_numpy_on_every_option(cp, rng, kernel, layers, rows, batch_size, option, dtype):
+    for bias, weighted in ((True, True), (False, False)):
+        _single_launch(cp, rng, kernel, layers, rows, batch_size, option, dtype, bias, weighted)
+
+
+def _graph(cp, rng, layers, rows, option, dtype, bias, weighted):
+    from sigmanet.backends.cupy.backend import CupyBackend, CupyGemmTrainer
+
+    output, loss, optimizer, extra = option
+    config = _config(rng, output, loss, optimizer, None, **dict(extra))
+    X, y, w, b, sw = _problem(rng, layers, rows, output, dtype, bias, weighted)
+    state = _optimizer_state(rng, config, w, b) if optimizer != "sgd" else None
+    tr = CupyBackend(strategy="graph").trainer(w, b, X, y, config, sw, state)
+    assert isinstance(tr, CupyGemmTrainer) and tr.use_graph
+    ref = NumpyBackend().trainer(w, b, X, y, config, sw, state)
+    _agree(tr, ref, [(0, 3), (3, 2)], dtype)
+    assert tr.graph is not None and tr.graph_error is None, tr.graph_error
+    names = [launch.name for launch in fake_cupy.launches()]
+    assert "matmul" not in str(names) and any(n.startswith("output_step") for n in names)
+
+
+@pytest.mark.parametrize("layers,rows", [([3, 4, 1], 70), ([4, 6, 3], 40)])
+def test_the_graph_agrees_with_numpy(cp, rng, layers, rows):
+    """One iteration of our own kernels, captured and replayed, on one random combination of the options."""
+    option = OPTIONS[int(rng.integers(len(OPTIONS)))]
+    _graph(cp, rng, layers, rows, option, "float64", bool(rng.integers(2)), bool(rng.integers(2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: f"{o[0]}-{o[2]}")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_graph_agrees_with_numpy_on_every_option(cp, rng, option, dtype):
+    for bias, weighted in ((True, True), (False, False)):
+        _graph(cp, rng, [5, 8, 9, 3], 150, option, dtype, bias, weighted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: f"{o[0]}-{o[2]}")
+def test_the_eager_engine_agrees_with_numpy_on_every_option(cp, rng, option):
+    from sigmanet.backends.cupy.backend import CupyBackend, CupyGemmTrainer
+
+    for batch_size, weighted in ((None, True), (16, False)):
+        output, loss, optimizer, extra = option
+        config = _config(rng, output, loss, optimizer, batch_size, **dict(extra))
+        X, y, w, b, sw = _problem(rng, [4, 6, 3], 40, output, "float64", True, weighted)
+        tr = CupyBackend(strategy="eager").trainer(w, b, X, y, config, sw)
+        assert isinstance(tr, CupyGemmTrainer) and not tr.use_graph
+        _agree(tr, NumpyBackend().trainer(w, b, X, y, config, sw), [(0, 4), (4, 3)], "float64")
+
+
+def test_a_graph_replay_follows_the_schedule_and_adams_correction_from_the_device(cp, rng):
+    """The per-step scalars are not baked in at capture: a later interval continues the counters."""
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    config = TrainConfig(learning_rate=0.05, optimizer="adam", schedule="invscaling", power_t=0.5, reduction="mean")
+    X, y, w, b, _ = _problem(rng, [3, 5, 2], 30, "sigmoid", "float64", True, False)
+    tr = CupyBackend(strategy="graph").trainer(w, b, X, y, config)
+    ref = NumpyBackend().trainer(w, b, X, y, config)
+    _agree(tr, ref, [(0, 2), (2, 3), (9, 2)], "float64")  # a gap: the iteration number comes from `start`
+    captures = [launch for launch in fake_cupy.launches() if launch.name.startswith("output_step")]
+    assert len(captures) == 7  # one capture, replayed every iteration
+
+
+def test_shuffled_epochs_gather_rows_on_every_single_launch_kernel(cp, rng):
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    for layers, rows, batch in (([3, 4, 1], 8, None), ([4, 6, 3], 12, 5)):
+        X, y, w, b, sw = _problem(rng, layers, rows, "sigmoid", "float64", True, True)
+        config = TrainConfig(reduction="mean", batch_size=batch, optimizer="momentum", learning_rate=0.3)
+        tr = CupyBackend(strategy="fused").trainer(w, b, X, y, config, sw)
+        ref = NumpyBackend().trainer(w, b, X, y, config, sw)
+        for epoch in range(2):
+            order = np.random.default_rng([3, epoch]).permutation(rows)
+            tr.set_row_order(order)
+            ref.set_row_order(order)
+            _agree(tr, ref, [(epoch * 3, 3)], "float64")
+
+
+# -- streams and devices ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["fused", "graph", "eager"])
+def test_work_runs_on_the_callers_current_stream_or_the_given_one(cp, rng, strategy):
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    X, y, w, b, _ = _problem(rng, [3, 4, 2], 6, "sigmoid", "float64", True, False)
+    config = TrainConfig(reduction="mean")
+    mine = cp.cuda.Stream(non_blocking=True)
+    with mine:  # the caller's current stream
+        tr = CupyBackend(strategy=strategy).trainer(w, b, X, y, config)
+        tr.run(0, 3)
+    given = cp.cuda.Stream()
+    tr2 = CupyBackend(strategy=strategy, stream=given).trainer(w, b, X, y, config)
+    tr2.run(0, 3)
+    runs = fake_cupy.launches()
+    assert runs, "no kernel ran"
+    first = [launch.stream for launch in runs[: len(runs) // 2]]
+    assert {launch.stream for launch in runs} == {mine.ptr, given.ptr}
+    assert first[0] == mine.ptr and runs[-1].stream == given.ptr
+    np.testing.assert_allclose(tr.weights()[0][0], tr2.weights()[0][0], rtol=1e-12)
+
+
+def test_arrays_on_another_device_train_there(library, rng):
+    """A CuPy X on device 1 (a Dask chunk on its worker's GPU) trains on device 1, every engine."""
+    lib, folder = library
+    with fake_cupy.installed(devices=2, library=lib, build_dir=folder) as cp:
+        from sigmanet.backends.cupy.backend import CupyBackend
+
+        X, y, w, b, sw = _problem(rng, [3, 4, 2], 6, "sigmoid", "float64", True, True)
+        config = TrainConfig(reduction="mean", optimizer="adam", learning_rate=0.05)
+        ref = NumpyBackend().trainer(w, b, X, y, config, sw)
+        ref.run(0, 4)
+        for strategy in ("fused", "graph", "eager"):
+            with cp.cuda.Device(1):
+                Xd, yd, swd = cp.asarray(X), cp.asarray(y), cp.asarray(sw)
+            assert cp.cuda.Device().id == 0
+            tr = CupyBackend(strategy=strategy).trainer(w, b, Xd, yd, config, swd)
+            tr.run(0, 4)
+            np.testing.assert_allclose(tr.weights()[0][0], ref.weights()[0][0], rtol=1e-9)
+            g = CupyBackend().gradients(w, b, Xd, yd, config, swd)
+            assert np.isfinite(g.loss)
+        assert {launch.device for launch in fake_cupy.launches()} == {1}
