@@ -282,3 +282,20 @@ def test_an_unknown_pinned_engine_is_refused_naming_the_engines(monkeypatch):
         sn.Network([3, 4, 1], backend="numba")
     with pytest.raises(sn.BackendUnavailableError, match="no strategy 'blocked'.*compiled"):
         sn.Network([3, 4, 1], backend="numba:blocked")
+
+
+def test_the_loops_options_are_unpacked_in_the_order_the_engines_build_them():
+    import ast
+    import inspect
+
+    from sigmanet.backends.numba import step
+
+    tree = ast.parse(
+        inspect.getsource(step.interval_loop.py_func if hasattr(step.interval_loop, "py_func") else step.interval_loop)
+    )
+    unpack = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name) and n.value.id == "options"
+    )
+    assert tuple(e.id for e in unpack.targets[0].elts) == step.OPTIONS

@@ -51,32 +51,6 @@ from .strategy import cache_folder
 MAX_GENERATED = 64
 # The pieces whose bodies are inlined (they are called as statements in the loop).
 PIECES = ("gemm", "csr_forward", "csr_gradient", "activate", "output_delta", "hidden_delta", "bias_gradient")
-# The options that become constants, in the order of step.interval_loop's options tuple.
-OPTION_NAMES = (
-    "batch_size",
-    "learning_rate",
-    "invscaling",
-    "power_t",
-    "mean",
-    "output",
-    "loss",
-    "derivative",
-    "use_bias",
-    "weighted",
-    "optimizer",
-    "momentum",
-    "beta_1",
-    "beta_2",
-    "epsilon",
-    "alpha",
-    "step",
-    "track_all",
-    "gathered",
-    "sparse",
-    "update",
-    "vector_exp",
-    "eps",
-)
 FLAGS = (
     "output",
     "loss",
@@ -90,7 +64,7 @@ FLAGS = (
     "invscaling",
     "mean",
 )
-NUMBERS = tuple(n for n in OPTION_NAMES if n not in FLAGS and n not in ("update", "vector_exp"))
+NUMBERS = tuple(n for n in step.OPTIONS if n not in FLAGS and n not in ("update", "vector_exp"))
 LAYOUT = ("sizes", "woff", "boff", "aoff", "nW", "cr", "T", "ptr")
 # Loops over constant ranges this long or shorter are unrolled.
 MAX_UNROLL = 16

@@ -34,16 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..._arrays import copy_bytes, cpu_name, is_sparse
-from ..._plan import (
-    LOSS_CODE,
-    OPTIMIZER_CODE,
-    OUTPUT_CODE,
-    Stats,
-    TrainConfig,
-    delta_uses_derivative,
-    loss_eps,
-    rows_per_step,
-)
+from ..._plan import Stats, TrainConfig, kernel_options, loss_eps, rows_per_step
 from ...optimizers import SLOTS, OptimizerState
 from ..base import Gradients, Trainer
 from ..reference import ReferenceBackend
@@ -183,32 +174,17 @@ class NumbaTrainer(Trainer):
         self.fn = None if engine == "specialised" else (_step().parallel if T > 1 else _step().serial)
 
     def _options(self, update: bool) -> tuple:
-        cfg = self.config
-        return (
-            cfg.batch_size or 0,
-            float(cfg.learning_rate * cfg.lr_scale),
-            cfg.schedule == "invscaling",
-            float(cfg.power_t),
-            cfg.mean,
-            OUTPUT_CODE[cfg.output],
-            LOSS_CODE[cfg.loss],
-            delta_uses_derivative(cfg),
-            self.use_bias,
-            self.sw is not None,
-            OPTIMIZER_CODE[cfg.optimizer],
-            float(cfg.momentum),
-            float(cfg.beta_1),
-            float(cfg.beta_2),
-            float(cfg.epsilon),
-            float(cfg.alpha),
-            int(self.step),
-            cfg.average_loss,
-            self.order is not None,
-            self.sparse,
-            update,
-            self.engine == "compiled",  # the vectorisable sigmoid pays on long rows
-            loss_eps(self.dtype),
+        """The interval loop's options tuple: the plan's numbers (``_plan.kernel_options``) and this
+        engine's own, in the order ``step.OPTIONS`` names them."""
+        named = kernel_options(self.config, 0, 0, self.use_bias, self.sw is not None, self.step)
+        named.update(
+            gathered=self.order is not None,
+            sparse=self.sparse,
+            update=update,
+            vector_exp=self.engine == "compiled",  # the vectorisable sigmoid pays on long rows
+            eps=loss_eps(self.dtype),
         )
+        return tuple(named[name] for name in _step().OPTIONS)
 
     def _call(self, start: int, iterations: int, update: bool) -> int:
         data = (
@@ -234,9 +210,9 @@ class NumbaTrainer(Trainer):
     def _specialised(self, options: tuple) -> tuple[Any, tuple]:
         """The specialised function for this fit's options (partially evaluated once per shape and
         options, cached on disk), and the numbers it still takes at run time."""
-        from ._specialise import FLAGS, NUMBERS, OPTION_NAMES, specialised
+        from ._specialise import FLAGS, NUMBERS, specialised
 
-        named = dict(zip(OPTION_NAMES, options))
+        named = dict(zip(_step().OPTIONS, options))
         flags = tuple((k, named[k]) for k in FLAGS)
         if self._specialised_for != flags:
             self._fn_specialised = specialised(self.sizes, dict(flags))

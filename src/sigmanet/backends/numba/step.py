@@ -517,12 +517,41 @@ def thread_chunks(t, data, state, layout, r0, m, flags):
             G[g0 + e] = 0
 
 
+# The interval loop's options, in the order its ``options`` tuple holds them (the numbers of
+# ``sigmanet._plan.kernel_options`` and the engine's own; a test checks the loop unpacks these).
+OPTIONS = (
+    "batch_size",
+    "learning_rate",
+    "invscaling",
+    "power_t",
+    "mean",
+    "output",
+    "loss",
+    "derivative",
+    "use_bias",
+    "weighted",
+    "optimizer",
+    "momentum",
+    "beta_1",
+    "beta_2",
+    "epsilon",
+    "alpha",
+    "step",
+    "track_all",
+    "gathered",
+    "sparse",
+    "update",
+    "vector_exp",
+    "eps",
+)
+
+
 def interval_loop(data, state, layout, start, iterations, options):
     """Run ``iterations`` iterations from global iteration ``start``; returns the optimizer's step count.
 
     ``data`` = (X, Y, SW, order, Xp, Xi, Xd): the rows (flat; sample weights, the epoch's row order,
     a CSR X's parts, each a dummy where unused); ``state`` = (P, G, S, stats, totals, part, A, D);
-    ``layout`` = (sizes, woff, boff, aoff, nW, cr, T, ptr); ``options``: :func:`options`' tuple.
+    ``layout`` = (sizes, woff, boff, aoff, nW, cr, T, ptr); ``options``: the values :data:`OPTIONS` names.
     ``stats`` (5,) receives the interval's report (see ``sigmanet._plan.Stats``); ``totals`` (4,)
     the last iteration's batch sums (sum sw |e|, sum sw, sum sw l, rows): with ``update`` False
     (one iteration, no step) they and ``G[:P.size]`` are the batch's gradient sums. ``part`` (T, 4)
