@@ -153,6 +153,11 @@ def test_train_from_npz_and_npy(tmp_path, capsys):
         == 0
     )
     assert sn.load(tmp_path / "m.npz").layers == (4, 16, 2)
+    # predict on the same .npy: the model knows its input columns by index, the targets are left out
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "t.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4,5,class" and len(lines) == 301
 
 
 @pytest.mark.parametrize(

@@ -975,6 +975,8 @@ def cmd_predict(args) -> int:
         if missing:
             raise ValueError(f"{args.data!r} lacks the model's input column(s) {missing}")
         inputs = net.input_names  # found by name, in the model's order; other columns are not parsed
+    elif args.data.lower().endswith(".npy") and net.input_names and all(n.isdigit() for n in net.input_names):
+        inputs = net.input_names  # a model trained on a .npy knows its input columns by index
     table = read_columns(args.data, None, inputs=inputs, keep=args.keep)
     out = np.asarray(net.predict(table.X))
     header = [*table.kept, *(net.target_names or [f"y{i}" for i in range(out.shape[1])])]
