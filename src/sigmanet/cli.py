@@ -422,6 +422,7 @@ def _prepare(run: _Run):
         single = output == "sigmoid" and y.shape[1] == 1
         labels = codes if codes is not None else (y[:, 0] if single else None)
         kept, held = split_rows(X.shape[0], args.validation_fraction, args.seed, labels)
+        kept.sort()  # in place (a no-op for split_rows' sorted rows): _compact needs them in order
         X_held, y_held = X[held], y[held]
         X, y = _compact(X, kept), _compact(y, kept)
     if output == "identity":
