@@ -62,3 +62,8 @@ def test_embedding_torch_pipeline_keeps_tensors_and_torch_optim_lowers_the_loss(
     accuracy, tuned, first, last = load("embedding_torch_pipeline").main(["--backend", "numpy", "--epochs", "30"])
     assert accuracy > 0.9 and tuned > 0.9
     assert last < first
+
+
+def test_sklearn_drop_in_gives_mlpclassifiers_scores():
+    ours, theirs, gap = load("sklearn_drop_in").main(["--backend", "numba", "--epochs", "15"])
+    assert ours == theirs > 0.8 and gap < 1e-9  # the same held-out accuracy, the same loss curve
