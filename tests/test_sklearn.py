@@ -246,6 +246,22 @@ def test_targets_get_scikit_learns_outputs(rng):
     assert reg.loss_ == pytest.approx(half_mse + penalty, rel=1e-9)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba:fused"])
+def test_dtype_follows_x_as_scikit_learn_or_the_dtype_parameter(backend, rng):
+    X, y = table("binary", rng)
+    params = dict(backend=backend, random_state=0, hidden_layer_sizes=(4,), max_iter=3)
+    mlp = quiet(MLPClassifier(activation="logistic", **{k: v for k, v in params.items() if k != "backend"}).fit,
+                X.astype(np.float32), y)  # fmt: skip
+    as_x = quiet(SigmaNetClassifier(**params).fit, X.astype(np.float32), y)
+    forced = quiet(SigmaNetClassifier(dtype="float32", **params).fit, X, y)
+    for est in (mlp, as_x, forced):
+        assert all(c.dtype == np.float32 for c in est.coefs_ + est.intercepts_)
+        assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
+        assert est.predict_proba(X).dtype == np.float64  # X @ coefs_ promotes, in scikit-learn
+    np.testing.assert_allclose(as_x.predict_proba(X), mlp.predict_proba(X), rtol=1e-4)
+    assert quiet(SigmaNetClassifier(**params).fit, X, y).coefs_[0].dtype == np.float64
+
+
 def test_partial_fit_needs_classes_first_and_is_only_for_stochastic_solvers():
     X, y = np.array([[0.0, 0], [0, 1], [1, 0], [1, 1]]), np.array([0, 1, 1, 0])
     clf = SigmaNetClassifier(backend="numpy", random_state=0)
@@ -579,3 +595,17 @@ def test_a_pickled_estimator_loads_where_cupy_cannot_be_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(clf.predict(np.array([[0.0, 1.0]]))[0])
+
+
+def test_the_benchmark_runs_quick_and_follows_mlpclassifier():
+    """benchmarks/sklearn_vs_mlp.py --quick is its smoke run (the timing runs are made on a quiet machine)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sklearn_vs_mlp.py"
+    spec = importlib.util.spec_from_file_location("sklearn_vs_mlp", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--tables", "digits", "--batches", "200", "--backends", "numpy,numba:fused"])
+    assert len(rows) == 2 * 3  # solvers x (MLPClassifier and two backends)
+    assert all(r["seconds_per_epoch"] > 0 and r["loss_curve_gap"] < 1e-9 for r in rows)

@@ -349,8 +349,6 @@ def _max_abs(X: Any) -> float:
 class _SigmaNetBase(BaseEstimator):
     """What the classifier and the regressor share: the checks, the fit, the Network, the fitted state."""
 
-    _estimator_type_name: str
-
     # -- what each subclass supplies --
 
     def _prepare_targets(self, X, y, incremental, classes, first):  # pragma: no cover - abstract
@@ -397,7 +395,7 @@ class _SigmaNetBase(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "coefs_") or (not p.warm_start and not incremental)
         X, Y, y_labels, meta = self._prepare_targets(X, y, incremental, classes, first)
-        dtype = p.dtype or X.dtype
+        dtype = X.dtype if p.dtype is None else p.dtype  # (np.dtype is falsy: no "or" here)
         X = X.astype(dtype, copy=False)
         Y = np.asarray(Y, dtype=dtype)
         n, n_features = X.shape
@@ -876,7 +874,9 @@ class _SigmaNetBase(BaseEstimator):
         check_is_fitted(self, "coefs_")
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
-        return np.asarray(self._network().predict(X))
+        net = self._network()
+        # as scikit-learn's X @ coefs_: float32 only when both X and the network are float32
+        return np.asarray(net.predict(X), dtype=np.result_type(X.dtype, net.dtype))
 
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC:
