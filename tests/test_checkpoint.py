@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -179,16 +178,17 @@ def test_pickles_are_never_loaded(tmp_path):
 WRITER = textwrap.dedent("""
     import sys, numpy as np, sigmanet as sn
     net = sn.Network([256, 512, 256, 64], backend="numpy", seed=0)
-    print("ready", flush=True)
     i = 0
     while True:
         i += 1
         net.set_weights([w + 1 for w in net.weights])
+        print("writing", i, flush=True)  # the reader kills the writer on this line: mid-write, or nearly
         net.save(sys.argv[1])
+        print("saved", i, flush=True)
 """)
 
 
-def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path):
+def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path, rng):
     path = tmp_path / "m.npz"
     init = sn.Network([256, 512, 256, 64], backend="numpy", seed=0).weights
 
@@ -198,20 +198,22 @@ def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path):
         assert len(offsets) == 1, offsets
         return offsets.pop()
 
+    kill_at = int(rng.integers(3, 9))  # which save to interrupt: the run's seed replays it
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        rng = np.random.default_rng()
-        for _ in range(8):
-            time.sleep(float(rng.uniform(0.05, 0.3)))
-            if path.exists():
-                assert saves_in(sn.load(path)) >= 1  # a reader never sees a half-written file either
+        for line in proc.stdout:
+            event, n = line.split()
+            if event == "saved":
+                assert saves_in(sn.load(path)) == int(n)  # a reader never sees a half-written file either
+            elif int(n) == kill_at:
+                proc.send_signal(signal.SIGKILL)  # while save number kill_at is being written
+                break
     finally:
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()
         proc.wait()
     survivor = sn.load(path)
     assert survivor.layers == (256, 512, 256, 64)
-    assert saves_in(survivor) >= 1
+    assert saves_in(survivor) in (kill_at - 1, kill_at)  # the last whole save: before the kill, or the one it missed
     # leftovers are temporary files only, never a damaged model under the real name
     for p in tmp_path.iterdir():
         assert p.name == "m.npz" or p.name.startswith(".m.npz.")
