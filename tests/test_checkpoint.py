@@ -179,7 +179,7 @@ WRITER = textwrap.dedent("""
     import sys, numpy as np, sigmanet as sn
     net = sn.Network([256, 512, 256, 64], backend="numpy", seed=0)
     i = 0
-    while True:
+    for _ in sys.stdin:  # one save per line from the reader: the two stay in step
         i += 1
         net.set_weights([w + 1 for w in net.weights])
         print("writing", i, flush=True)  # the reader kills the writer on this line: mid-write, or nearly
@@ -199,12 +199,18 @@ def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path, rn
         return offsets.pop()
 
     kill_at = int(rng.integers(3, 9))  # which save to interrupt: the run's seed replays it
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
         for line in proc.stdout:
             event, n = line.split()
             if event == "saved":
                 assert saves_in(sn.load(path)) == int(n)  # a reader never sees a half-written file either
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
             elif int(n) == kill_at:
                 proc.send_signal(signal.SIGKILL)  # while save number kill_at is being written
                 break
