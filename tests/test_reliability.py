@@ -69,22 +69,27 @@ SIGINT_SCRIPT = textwrap.dedent("""
         net.fit(X, y, iterations=10**7, report_every=20, reduction="mean",
                 progress=lambda done: print("done", done, flush=True))
     except KeyboardInterrupt:
-        ok = net.iteration % 20 == 2 and all(np.isfinite(w).all() for w in net.weights)
+        # the network holds the last completed piece: finite weights and a matching optimizer step
+        ok = all(np.isfinite(w).all() for w in net.weights) and net.iteration > 2
+        before = net.iteration
         net.fit(X, y, iterations=5, reduction="mean")  # resumable
-        print("interrupted", net.iteration, ok, flush=True)
+        print("interrupted", before, ok and net.iteration == before + 5, flush=True)
 """)
 
 
 @pytest.mark.parametrize("name", ["numpy", "numba"])
 def test_a_real_sigint_during_fit_leaves_a_consistent_resumable_network(name):
     proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, name], stdout=subprocess.PIPE, text=True)
-    # wait for an event, not a clock: the second interval has completed
-    assert proc.stdout.readline().split() == ["done", "20"]
-    assert proc.stdout.readline().split() == ["done", "40"]
+    # wait for an event, not a clock: progress is reported per completed piece; wait for 40 iterations
+    done = 0
+    while done < 40:
+        word, count = proc.stdout.readline().split()
+        assert word == "done" and int(count) > done
+        done = int(count)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     word, iteration, ok = [line for line in out.splitlines() if not line.startswith("done")][0].split()
-    assert word == "interrupted" and ok == "True" and int(iteration) >= 47
+    assert word == "interrupted" and ok == "True" and int(iteration) >= 2 + done
 
 
 # The CLI, with every progress report also printed to stdout: the test waits for one.

@@ -19,6 +19,8 @@ from .records import (
     dataset,
     iteration_flops,
     layers_for,
+    reset_resident_peak,
+    resident_bytes,
 )
 from .report import chart_unavailable, format_table, machine_info, write_results
 
@@ -44,6 +46,8 @@ __all__ = [
     "iteration_flops",
     "layers_for",
     "machine_info",
+    "reset_resident_peak",
+    "resident_bytes",
     "run",
     "tutorial_fit_speedup",
     "usable_peers",
