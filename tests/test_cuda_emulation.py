@@ -116,6 +116,68 @@ def test_numpy_arrays_cannot_reach_a_kernel_or_mix_with_device_arrays(cp):
         np.asarray(cp.zeros(3))
 
 
+BROKEN = r"""
+template <typename T>
+__global__ void no_barrier(T* out)  // thread 0 writes what all read, with no __syncthreads between
+{
+    __shared__ T value;
+    if (threadIdx.x == 0) value = T(7);
+    out[threadIdx.x] = value;
+}
+template <typename T>
+__global__ void divergent_barrier(T* out)  // half the block waits at __syncthreads, the other half at __syncwarp
+{
+    if (threadIdx.x < 16)
+        __syncthreads();
+    else
+        __syncwarp();
+    out[threadIdx.x] = T(1);
+}
+"""
+
+
+def test_the_emulator_shows_a_missing_barrier_and_refuses_a_divergent_one(library):
+    """The harness's own checks: the threads run in a shuffled order, and a barrier all must reach is checked."""
+    lib = emulator.build(BROKEN, ["no_barrier<double>", "divergent_barrier<double>"], (), library[1])
+
+    class Out:
+        def __init__(self, a):
+            self.a = a
+
+        def __sn_emu_pointer__(self):
+            return self.a.ctypes.data
+
+    seen = set()
+    for _ in range(3):  # each launch's first block is shuffled the same way: fresh values, same order
+        out = np.zeros(64)
+        lib.launch("no_barrier<double>", 1, 64, [Out(out)])
+        seen |= set(out.tolist())
+    assert 7.0 in seen and len(seen) > 1, "some threads read before thread 0 wrote, others after"
+    with pytest.raises(emulator.EmulationError, match="barrier that not every live thread reaches"):
+        lib.launch("divergent_barrier<double>", 1, 32, [Out(np.zeros(32))])
+
+
+@pytest.mark.slow
+def test_with_os_threads_the_kernels_agree_too(library, rng):
+    """Each block's threads as OS threads (true concurrency) on the single launch, the graph's kernels and a GEMM."""
+    lib = emulator.build(
+        _cuda.kernel_source(),
+        ["train_small<double>", _cuda.warp_name("double", [3, 4, 1]), "output_step<double>", "optimizer_step<double>",
+         "forward_sigmoid<double>", "hidden_delta<double>", "output_delta<double>", "sgd_update<double>",
+         "train_small<float>", "forward_sigmoid<float>", "output_delta<float>", "hidden_delta<float>",
+         "sgd_update<float>", "output_step<float>", "optimizer_step<float>",
+         _cuda.gemm_name("double", 0, 0, 1, 1, "sigmoid"), _cuda.gemm_name("double", 1, 0, 1, 1, "store")],
+        _cuda.compile_options(),
+        library[1],
+        threads=True,
+    )  # fmt: skip
+    lib.code = _cuda.kernel_source()
+    with fake_cupy.installed(library=lib, build_dir=library[1]) as cp:
+        for kernel, layers, rows, batch in (("warp", [3, 4, 1], 4, None), ("generic", [4, 6, 3], 9, 4)):
+            _single_launch(cp, rng, kernel, layers, rows, batch, OPTIONS[3], "float64", True, True)
+        _gemm_cases(cp, rng, "float64", (1, 1), [(20, 9, 40)])
+
+
 # -- the epilogues around cuBLAS, and the graph's elementwise kernels ---------------------------------
 
 
@@ -363,6 +425,7 @@ def _single_launch(cp, rng, kernel, layers, rows, batch_size, option, dtype, bia
     config = _config(rng, output, loss, optimizer, batch_size, **dict(extra))
     X, y, w, b, sw = _problem(rng, layers, rows, output, dtype, bias, weighted)
     state = _optimizer_state(rng, config, w, b) if optimizer != "sgd" else None
+    fake_cupy.launches().clear()
     tr = CupyBackend(strategy="fused").trainer(w, b, X, y, config, sw, state)
     assert isinstance(tr, FusedGpuTrainer)
     assert tr.warp == _cuda.warp_fits(layers, batch_size or rows), "the warp kernel runs exactly where it fits"
@@ -404,6 +467,7 @@ def _graph(cp, rng, layers, rows, option, dtype, bias, weighted):
     config = _config(rng, output, loss, optimizer, None, **dict(extra))
     X, y, w, b, sw = _problem(rng, layers, rows, output, dtype, bias, weighted)
     state = _optimizer_state(rng, config, w, b) if optimizer != "sgd" else None
+    fake_cupy.launches().clear()
     tr = CupyBackend(strategy="graph").trainer(w, b, X, y, config, sw, state)
     assert isinstance(tr, CupyGemmTrainer) and tr.use_graph
     ref = NumpyBackend().trainer(w, b, X, y, config, sw, state)
@@ -514,3 +578,68 @@ def test_arrays_on_another_device_train_there(library, rng):
             g = CupyBackend().gradients(w, b, Xd, yd, config, swd)
             assert np.isfinite(g.loss)
         assert {launch.device for launch in fake_cupy.launches()} == {1}
+
+
+# -- Dask arrays of CuPy chunks (issue 24 item 4): the chunks train where they live ------------------
+
+
+def _dask_tables(cp, rng, rows=512, chunk=128, device=0):
+    da = pytest.importorskip("dask.array", reason="Dask is not installed (pip install 'sigmanet[dask]')")
+    X = rng.standard_normal((rows, 4))
+    y = rng.random((rows, 2))
+    sw = rng.random(rows) + 0.5
+    with cp.cuda.Device(device):
+        on_device = [cp.asarray(a) for a in (X, y, sw)]
+    chunked = [da.from_array(a, chunks=(chunk,) + ((-1,) if a.ndim == 2 else ()), asarray=False) for a in on_device]
+    return (X, y, sw), chunked
+
+
+def test_dask_arrays_of_cupy_chunks_train_where_they_live_like_in_memory(cp, rng, monkeypatch):
+    """Each chunk's gradient is computed by the CuPy backend's kernels on the device holding the chunk,
+    summed on the client; the fit equals the in-memory CuPy one. (As dask-cuda lays workers out, one
+    process per GPU, the chunks' GPU is each worker's device 0; CuPy's current device is per thread, so
+    several GPUs in one process would need each task to enter its chunk's device: see the GPU report.)"""
+    import sigmanet as sn
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    (X, y, sw), (Xd, yd, swd) = _dask_tables(cp, rng)
+    fit = dict(iterations=4, report_every=2, reduction="mean", optimizer="adam", learning_rate=0.05, warn_stuck=False)
+    where = []
+    original = CupyBackend.gradients
+
+    def spy(self, *args, **kwargs):
+        where.append((args[2].device.id, cp.cuda.Device().id))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CupyBackend, "gradients", spy)
+    net = sn.Network([4, 6, 2], backend="cupy", seed=0, bias=True)
+    h = net.fit(Xd, yd, sample_weight=swd, **fit)
+    monkeypatch.undo()
+    ref = sn.Network([4, 6, 2], backend="cupy", seed=0, bias=True)
+    h_ref = ref.fit(cp.asarray(X), cp.asarray(y), sample_weight=cp.asarray(sw), **fit)
+    np.testing.assert_allclose(h.errors, h_ref.errors, rtol=1e-9)
+    np.testing.assert_allclose(h.losses, h_ref.losses, rtol=1e-9)
+    for a, c in zip(net.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
+    assert len(where) >= 4 * 4 and set(where) == {(0, 0)}  # every chunk, every iteration, on its device
+    assert any(launch.name.startswith("forward_sigmoid") for launch in fake_cupy.launches())  # the fused kernels
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="backends/dask.py converts CuPy chunks' results with NumPy: to_host (the stuck check), column_range "
+    "and scale (scale_inputs), class_weights (a NumPy table indexed by CuPy labels); see the GPU report",
+)
+@pytest.mark.parametrize("case", ["warn_stuck", "scale_inputs", "class_weight"])
+def test_dask_arrays_of_cupy_chunks_take_every_fit_option(cp, rng, case):
+    import sigmanet as sn
+
+    (X, y, sw), (Xd, yd, swd) = _dask_tables(cp, rng)
+    net = sn.Network([4, 6, 2], backend="cupy", seed=0)
+    extra = {"warn_stuck": dict(), "scale_inputs": dict(scale_inputs=True, warn_stuck=False),
+             "class_weight": dict(class_weight={0: 2.0}, warn_stuck=False)}[case]  # fmt: skip
+    if case == "class_weight":
+        net = sn.Network([4, 6, 1], backend="cupy", seed=0)
+        yd = (yd[:, :1] > 0.5).astype(np.float64)
+    net.fit(Xd, yd, iterations=2, **extra)

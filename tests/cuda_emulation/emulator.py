@@ -52,17 +52,21 @@ def _unit(source: Path, names: list[str], first: int) -> str:
     lines = [f'#include "{SHIM}"', f'#include "{source}"', 'extern "C" {']
     for i, name in enumerate(names, first):
         lines.append(
-            f"int sn_emu_launch_{i}(const unsigned* g, const unsigned* b, unsigned long long s, void* const* a, "
-            f"int n, const int* w) {{ return sn_emu::launch(&{name}, g, b, s, a, n, w); }}"
+            f"SN_EMU_EXPORT int sn_emu_launch_{i}(const unsigned* g, const unsigned* b, unsigned long long s, "
+            f"void* const* a, int n, const int* w) {{ return sn_emu::launch(&{name}, g, b, s, a, n, w); }}"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def build(source: str | Path, names, options=(), folder: str | Path | None = None, jobs: int = 2) -> Library:
+def build(
+    source: str | Path, names, options=(), folder: str | Path | None = None, jobs: int = 2, threads: bool = False
+) -> Library:
     """Compile ``source`` (a .cu file, or its text) with the instances ``names`` into a library in ``folder``.
 
-    The instances are split over ``jobs`` translation units compiled in parallel.
+    The instances are split over ``jobs`` translation units compiled in parallel. ``threads``: each
+    block's threads as OS threads (true concurrency) instead of fibers on one thread (the shim's
+    header says when each is worth it). A library is reused while its sources, names and flags match.
     """
     names = list(dict.fromkeys(names))
     folder = Path(folder) if folder is not None else Path(os.environ.get("TMPDIR", "/tmp"))
@@ -72,14 +76,18 @@ def build(source: str | Path, names, options=(), folder: str | Path | None = Non
         source = folder / f"source-{hashlib.sha1(text.encode()).hexdigest()[:12]}.cu"
         if not source.exists():
             source.write_text(text)
+    # Every symbol but the launchers stays inside the library (-fvisibility=hidden, no GNU-unique
+    # statics), so that two libraries in one process (fibers and threads) never share a variable.
+    flags = ["-std=c++20", "-O1", "-fPIC", "-pthread", "-ffp-contract=off", "-fvisibility=hidden",
+             "-fvisibility-inlines-hidden", "-fno-gnu-unique", "-Wall", "-Wno-unknown-pragmas",
+             "-Wno-unused-variable", "-Wno-unused-but-set-variable", f"-DSN_EMU_THREADS={int(threads)}",
+             *_defines(options)]  # fmt: skip
     key = hashlib.sha1(
-        (source.read_text() + SHIM.read_text() + "\n".join(names) + " ".join(options)).encode()
+        (source.read_text() + SHIM.read_text() + "\n".join(names) + " ".join(flags)).encode()
     ).hexdigest()[:16]
     lib = folder / f"sn_emu_{key}.so"
     if not lib.exists():
         jobs = max(1, min(jobs, len(names)))
-        flags = ["-std=c++20", "-O1", "-fPIC", "-pthread", "-ffp-contract=off", "-Wall", "-Wno-unknown-pragmas",
-                 "-Wno-unused-variable", "-Wno-unused-but-set-variable", *_defines(options)]  # fmt: skip
         objects, commands = [], []
         for j in range(jobs):
             part = names[j * len(names) // jobs : (j + 1) * len(names) // jobs]
@@ -90,7 +98,8 @@ def build(source: str | Path, names, options=(), folder: str | Path | None = Non
             commands.append([CXX, *flags, "-c", str(unit), "-o", str(obj)])
         err_unit = folder / f"unit_{key}_err.cpp"
         err_unit.write_text(
-            f'#include "{SHIM}"\nextern "C" const char* sn_emu_error() {{ return sn_emu::error_text.c_str(); }}\n'
+            f'#include "{SHIM}"\n'
+            'extern "C" SN_EMU_EXPORT const char* sn_emu_error() { return sn_emu::error_text.c_str(); }\n'
         )
         objects.append(err_unit.with_suffix(".o"))
         commands.append([CXX, *flags, "-c", str(err_unit), "-o", str(objects[-1])])

@@ -1,21 +1,33 @@
 // A CPU stand-in for the CUDA dialect that kernels/sigmanet.cu uses, so that the same source
-// compiles with g++ (C++20) and its kernels run on this machine's cores: each block as blockDim
-// std::threads, with real barriers between them, and warp shuffles exchanged through memory.
+// compiles with g++ (C++20) and its kernels run on this machine: the threads of each block with
+// real barriers between them, warp shuffles exchanged through memory.
+//
+// Two ways to run a block's threads, chosen when the library is built:
+//   * fibers (the default): every thread of the block is a ucontext fiber on one OS thread; a
+//     barrier switches to the next fiber, and the order in which the fibers run between two
+//     barriers is shuffled (seeded per block), so that a thread reading what another writes in the
+//     same phase (a missing __syncthreads) sees it sometimes early and sometimes late. Cheap on a
+//     shared machine: one core, no runnable-thread storm, about a microsecond per switch;
+//   * std::threads (-DSN_EMU_THREADS=1): every thread of the block is an OS thread (a pool kept
+//     across launches), with condition-variable barriers: true concurrency, for the races that
+//     only interleaving shows. Keep such tests few and their blocks small.
 //
 // It checks the math and the synchronisation of the kernels, not their speed: blocks of a grid
-// run one after another (so a function-local static is the block's shared memory), and the
-// threads of one block run concurrently, as on the device, so a missing __syncthreads can show.
+// run one after another (so a function-local static is the block's shared memory).
 //
 // What it catches beyond wrong numbers (each one fails the launch with a message):
 //   * a launch whose argument count or widths differ from the kernel's parameters (CuPy passes
 //     each argument at the width of its NumPy scalar type);
-//   * a shuffle or __syncwarp whose mask names a lane that does not exist or has returned;
-//   * a barrier that not every thread of the block reaches (after SN_EMU_TIMEOUT seconds);
+//   * a shuffle or __syncwarp whose mask names a lane that does not exist or has returned, or
+//     leaves out a live one;
+//   * a barrier that not every live thread of the block (or warp) reaches;
 //   * dynamic shared memory read before it is written (it starts as NaN bytes in every block).
 //
 // Not modelled: the memory model across blocks (blocks are serial), warp-synchronous code without
 // __syncwarp, FMA contraction, flushing of denormals, the device's exp and division error bounds.
 #pragma once
+
+#include <ucontext.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,14 +39,23 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
-#include <optional>
+#include <random>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#ifndef SN_EMU_THREADS
+#define SN_EMU_THREADS 0
+#endif
+#ifndef SN_EMU_TIMEOUT
+#define SN_EMU_TIMEOUT 120  // seconds a thread waits at a barrier (thread mode) before the process aborts
+#endif
+
+#define SN_EMU_EXPORT __attribute__((visibility("default")))  // the launchers: all else stays in the library
 
 #define __global__
 #define __device__
@@ -45,10 +66,6 @@
 #define __shared__ static
 #define SN_DYNAMIC_SHARED(T, name) T* const name = reinterpret_cast<T*>(sn_emu::dynamic_shared())
 
-#ifndef SN_EMU_TIMEOUT
-#define SN_EMU_TIMEOUT 60
-#endif
-
 struct uint3 {
     unsigned x, y, z;
 };
@@ -57,10 +74,17 @@ struct dim3 {
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 
-inline thread_local uint3 threadIdx;
-inline thread_local uint3 blockIdx;
-inline thread_local dim3 blockDim;
-inline thread_local dim3 gridDim;
+// Per thread of the block: thread_local in thread mode; in fiber mode plain globals that the
+// scheduler sets before it switches to a fiber (one fiber runs at a time).
+#if SN_EMU_THREADS
+#define SN_EMU_LOCAL inline thread_local
+#else
+#define SN_EMU_LOCAL inline
+#endif
+SN_EMU_LOCAL uint3 threadIdx;
+SN_EMU_LOCAL uint3 blockIdx;
+SN_EMU_LOCAL dim3 blockDim;
+SN_EMU_LOCAL dim3 gridDim;
 
 namespace sn_emu {
 
@@ -74,11 +98,59 @@ inline void fail(const std::string& what)
     if (error_text.empty()) error_text = what;
 }
 
+inline bool failed()
+{
+    std::lock_guard<std::mutex> lock(error_mutex);
+    return !error_text.empty();
+}
+
+struct Warp {
+    unsigned lanes = 0;  // lanes that exist in this warp
+    std::atomic<unsigned> exited{0};
+    uint64_t slot[32];  // shuffle exchange
+};
+
+struct Block {
+    unsigned n = 0;
+    std::vector<Warp> warps;
+    std::vector<unsigned char> dynamic;  // dynamic shared memory
+};
+
+SN_EMU_LOCAL Block* block = nullptr;
+SN_EMU_LOCAL unsigned linear_tid = 0;
+
+inline void* dynamic_shared() { return block->dynamic.data(); }
+
+inline Warp& my_warp() { return block->warps[linear_tid / 32]; }
+
+// Sets the built-in variables for thread t of block q of the launch.
+inline void enter(Block* blk, unsigned t, unsigned long long q, dim3 g, dim3 b)
+{
+    block = blk;
+    linear_tid = t;
+    threadIdx = uint3{t % b.x, t / b.x % b.y, t / b.x / b.y};
+    blockIdx = uint3{unsigned(q % g.x), unsigned(q / g.x % g.y), unsigned(q / g.x / g.y)};
+    blockDim = b;
+    gridDim = g;
+}
+
+inline void prepare(Block& blk)
+{
+    for (unsigned w = 0; w < blk.warps.size(); ++w) {
+        const unsigned lanes = std::min(32u, blk.n - 32 * w);
+        blk.warps[w].lanes = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+        blk.warps[w].exited = 0;
+    }
+    std::memset(blk.dynamic.data(), 0xff, blk.dynamic.size());  // NaN until written
+}
+
+// ------------------------------------------------------------------------------------------------
+#if SN_EMU_THREADS
+
 // A reusable barrier for a changing number of threads: arrive_and_wait, and arrive_and_drop for
 // a thread that returns (an exited thread no longer counts, as on the device).
 class Barrier {
   public:
-    explicit Barrier(int count = 0) : expected_(count) {}
     void reset(int count)
     {
         std::lock_guard<std::mutex> lock(m_);
@@ -89,23 +161,14 @@ class Barrier {
     void arrive_and_wait(const char* what, const std::function<void()>& last = nullptr)
     {
         std::unique_lock<std::mutex> lock(m_);
-        const long long gen = generation_.load();
+        const long long gen = generation_;
         if (++arrived_ >= expected_) {
             if (last) last();
             advance();
             return;
         }
-        lock.unlock();
-        // Yield first: with hundreds of threads on a few cores, handing the core on is much cheaper
-        // than sleeping on the condition variable and being woken one by one.
-        for (int spin = 0; spin < 20000; ++spin) {
-            if (generation_.load(std::memory_order_acquire) != gen) return;
-            std::this_thread::yield();
-        }
-        lock.lock();
-        if (!cv_.wait_for(lock, std::chrono::seconds(SN_EMU_TIMEOUT), [&] { return generation_.load() != gen; })) {
-            std::fprintf(stderr,
-                         "sn_emu: %s waited %d s: %d of %d threads arrived (a barrier not every thread reaches)\n",
+        if (!cv_.wait_for(lock, std::chrono::seconds(SN_EMU_TIMEOUT), [&] { return generation_ != gen; })) {
+            std::fprintf(stderr, "sn_emu: %s waited %d s: %d of %d threads arrived (a barrier not all reach)\n",
                          what, SN_EMU_TIMEOUT, arrived_, expected_);
             std::fflush(stderr);
             std::abort();
@@ -122,93 +185,22 @@ class Barrier {
     void advance()
     {
         arrived_ = 0;
-        generation_.fetch_add(1, std::memory_order_release);
+        ++generation_;
         cv_.notify_all();
     }
     std::mutex m_;
     std::condition_variable cv_;
     int expected_ = 0, arrived_ = 0;
-    std::atomic<long long> generation_{0};
+    long long generation_ = 0;
 };
 
-struct Warp {
-    Barrier barrier;
-    unsigned lanes = 0;   // lanes that exist in this warp
-    std::atomic<unsigned> exited{0};
-    uint64_t slot[32];  // shuffle exchange
-};
+inline std::vector<Barrier>* warp_barriers = nullptr;  // one launch at a time
+inline Barrier* block_barrier_of_launch = nullptr;
 
-struct Block {
-    Barrier barrier;
-    std::vector<Warp> warps;
-    std::vector<unsigned char> dynamic;  // dynamic shared memory
-};
+inline void block_barrier(const char* what) { block_barrier_of_launch->arrive_and_wait(what); }
+inline void warp_barrier(const char* what) { (*warp_barriers)[linear_tid / 32].arrive_and_wait(what); }
 
-inline thread_local Block* block = nullptr;
-inline thread_local unsigned linear_tid = 0;
-
-inline void* dynamic_shared() { return block->dynamic.data(); }
-
-inline void syncthreads() { block->barrier.arrive_and_wait("__syncthreads"); }
-
-inline Warp& my_warp() { return block->warps[linear_tid / 32]; }
-
-inline void check_mask(unsigned mask, const char* what)
-{
-    Warp& w = my_warp();
-    const unsigned live = w.lanes & ~w.exited.load();
-    if (mask & ~live) {
-        char text[160];
-        std::snprintf(text, sizeof text, "%s: mask 0x%08x names lanes that do not exist or have returned (live 0x%08x)",
-                      what, mask, live);
-        fail(text);
-    }
-    if ((mask & live) != live) {
-        char text[160];
-        std::snprintf(text, sizeof text,
-                      "%s: mask 0x%08x leaves out live lanes 0x%08x (the emulator takes whole warps only)", what,
-                      mask, live);
-        fail(text);
-    }
-}
-
-template <typename T>
-T shuffle(unsigned mask, T var, int src_of_lane(int lane, int arg, int width), int arg, int width, const char* what)
-{
-    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
-    check_mask(mask, what);
-    Warp& w = my_warp();
-    const int lane = int(linear_tid % 32);
-    std::memcpy(&w.slot[lane], &var, sizeof(T));
-    w.barrier.arrive_and_wait(what);
-    const int src = src_of_lane(lane, arg, width);
-    T out = var;
-    if (src >= 0 && src < 32 && (w.lanes & (1u << src))) std::memcpy(&out, &w.slot[src], sizeof(T));
-    w.barrier.arrive_and_wait(what);
-    return out;
-}
-
-inline int down_lane(int lane, int delta, int width) { return (lane % width) + delta < width ? lane + delta : lane; }
-inline int up_lane(int lane, int delta, int width) { return (lane % width) >= delta ? lane - delta : lane; }
-inline int xor_lane(int lane, int m, int width)
-{
-    const int s = lane ^ m;
-    return (s / width) == (lane / width) ? s : lane;
-}
-inline int idx_lane(int lane, int src, int width) { return (lane / width) * width + (src % width); }
-
-// -- the launcher --
-
-template <typename P>
-using Plain = std::remove_cv_t<std::remove_reference_t<P>>;
-
-template <typename... P, std::size_t... I>
-void invoke(void (*kernel)(P...), void* const* args, std::index_sequence<I...>)
-{
-    kernel(*static_cast<Plain<P>*>(args[I])...);
-}
-
-// A pool of threads, kept across launches (creating 256 threads per block would dominate).
+// A pool of threads kept across launches (creating 256 threads per block would dominate).
 class Pool {
   public:
     ~Pool()
@@ -243,15 +235,11 @@ class Pool {
     {
         long long seen = 0;
         for (;;) {
-            // Launches come back to back: yield for a while (a few ms) before sleeping, so that the
-            // next launch finds its threads awake.
-            for (int spin = 0; spin < 2000 && generation_.load(std::memory_order_acquire) == seen; ++spin)
-                std::this_thread::yield();
             const std::function<void(unsigned)>* job;
             {
                 std::unique_lock<std::mutex> lock(m_);
-                cv_.wait(lock, [&] { return generation_.load() != seen; });
-                seen = generation_.load();
+                cv_.wait(lock, [&] { return generation_ != seen; });
+                seen = generation_;
                 if (stop_) return;
                 if (index >= active_) continue;
                 job = job_;
@@ -266,7 +254,7 @@ class Pool {
     std::vector<std::thread> threads_;
     const std::function<void(unsigned)>* job_ = nullptr;
     unsigned active_ = 0, pending_ = 0;
-    std::atomic<long long> generation_{0};
+    long long generation_ = 0;
     bool stop_ = false;
 };
 
@@ -276,11 +264,217 @@ inline Pool& pool()
     return p;
 }
 
+// Every block of the grid, one after another, on the same n pool threads.
+inline void run_grid(Block& blk, dim3 g, dim3 b, const std::function<void(unsigned)>& body)
+{
+    const unsigned n = blk.n;
+    const unsigned long long blocks = (unsigned long long)g.x * g.y * g.z;
+    Barrier blockwide, between;
+    std::vector<Barrier> warps(blk.warps.size());
+    auto reset = [&] {
+        prepare(blk);
+        blockwide.reset(int(n));
+        for (unsigned w = 0; w < warps.size(); ++w) warps[w].reset(int(std::min(32u, n - 32 * w)));
+    };
+    reset();
+    between.reset(int(n));
+    warp_barriers = &warps;
+    block_barrier_of_launch = &blockwide;
+    std::atomic<bool> stop{false};
+    pool().run(n, [&](unsigned t) {
+        for (unsigned long long q = 0; q < blocks && !stop.load(); ++q) {
+            enter(&blk, t, q, g, b);
+            body(t);
+            blk.warps[t / 32].exited.fetch_or(1u << (t % 32));
+            warps[t / 32].arrive_and_drop();
+            blockwide.arrive_and_drop();
+            block = nullptr;
+            between.arrive_and_wait("the end of a block", [&] {
+                if (failed()) stop = true;
+                reset();
+            });
+        }
+    });
+}
+
+// ------------------------------------------------------------------------------------------------
+#else  // fibers
+
+enum FiberState { RUNNING, AT_BLOCK, AT_WARP, DONE };
+
+struct Fiber {
+    ucontext_t context;
+    FiberState state = RUNNING;
+};
+
+constexpr std::size_t FIBER_STACK = 256 * 1024;
+
+struct Fibers {
+    std::vector<Fiber> fibers;
+    std::vector<std::unique_ptr<char[]>> stacks;  // kept across launches: allocating them is not free
+    ucontext_t scheduler;
+    unsigned current = 0;
+    const std::function<void(unsigned)>* body = nullptr;
+};
+
+inline Fibers& fibers()
+{
+    static Fibers f;
+    return f;
+}
+
+inline void fiber_entry()
+{
+    Fibers& fs = fibers();
+    const unsigned t = fs.current;
+    (*fs.body)(t);
+    block->warps[t / 32].exited.fetch_or(1u << (t % 32));
+    fs.fibers[t].state = DONE;
+    // returning resumes uc_link: the scheduler
+}
+
+inline void wait(FiberState at)
+{
+    Fibers& fs = fibers();
+    Fiber& me = fs.fibers[fs.current];
+    me.state = at;
+    swapcontext(&me.context, &fs.scheduler);
+}
+
+inline void block_barrier(const char*) { wait(AT_BLOCK); }
+inline void warp_barrier(const char*) { wait(AT_WARP); }
+
+// Every block of the grid, one after another; each block's threads as fibers, run in a shuffled
+// order between barriers.
+inline void run_grid(Block& blk, dim3 g, dim3 b, const std::function<void(unsigned)>& body)
+{
+    Fibers& fs = fibers();
+    const unsigned n = blk.n;
+    const unsigned long long blocks = (unsigned long long)g.x * g.y * g.z;
+    fs.fibers = std::vector<Fiber>(n);
+    while (fs.stacks.size() < n) fs.stacks.emplace_back(new char[FIBER_STACK]);
+    fs.body = &body;
+    std::vector<unsigned> order(n);
+    for (unsigned long long q = 0; q < blocks && !failed(); ++q) {
+        prepare(blk);
+        for (unsigned t = 0; t < n; ++t) {
+            Fiber& f = fs.fibers[t];
+            f.state = RUNNING;
+            getcontext(&f.context);
+            f.context.uc_stack.ss_sp = fs.stacks[t].get();
+            f.context.uc_stack.ss_size = FIBER_STACK;
+            f.context.uc_link = &fs.scheduler;
+            makecontext(&f.context, fiber_entry, 0);
+            order[t] = t;
+        }
+        std::mt19937 shuffle((unsigned)(q * 2654435761u + n));
+        for (;;) {
+            std::shuffle(order.begin(), order.end(), shuffle);
+            for (unsigned t : order) {
+                if (fs.fibers[t].state != RUNNING) continue;
+                fs.current = t;
+                enter(&blk, t, q, g, b);
+                swapcontext(&fs.scheduler, &fs.fibers[t].context);
+            }
+            // every live fiber now waits at a barrier (or all are done): release what is complete
+            unsigned alive = 0, at_block = 0;
+            for (const Fiber& f : fs.fibers) {
+                alive += f.state != DONE;
+                at_block += f.state == AT_BLOCK;
+            }
+            if (alive == 0) break;
+            bool released = false;
+            for (unsigned w = 0; w < blk.warps.size(); ++w) {
+                unsigned live = 0, waiting = 0;
+                for (unsigned t = 32 * w; t < std::min(n, 32 * w + 32); ++t) {
+                    live += fs.fibers[t].state != DONE;
+                    waiting += fs.fibers[t].state == AT_WARP;
+                }
+                if (live > 0 && waiting == live) {
+                    for (unsigned t = 32 * w; t < std::min(n, 32 * w + 32); ++t) fs.fibers[t].state = RUNNING;
+                    released = true;
+                }
+            }
+            if (!released && at_block == alive) {
+                for (Fiber& f : fs.fibers)
+                    if (f.state == AT_BLOCK) f.state = RUNNING;
+                released = true;
+            }
+            if (!released) {
+                fail("a barrier that not every live thread reaches: " + std::to_string(at_block) + " of " +
+                     std::to_string(alive) + " live threads wait at __syncthreads, the others at a warp barrier");
+                break;  // the fibers are abandoned mid-kernel (their stacks are reused)
+            }
+        }
+    }
+    block = nullptr;
+}
+
+#endif
+// ------------------------------------------------------------------------------------------------
+
+inline void syncthreads() { block_barrier("__syncthreads"); }
+
+inline void check_mask(unsigned mask, const char* what)
+{
+    Warp& w = my_warp();
+    const unsigned live = w.lanes & ~w.exited.load();
+    if (mask & ~live) {
+        char text[160];
+        std::snprintf(text, sizeof text, "%s: mask 0x%08x names lanes that do not exist or have returned (live 0x%08x)",
+                      what, mask, live);
+        fail(text);
+    }
+    if ((mask & live) != live) {
+        char text[160];
+        std::snprintf(text, sizeof text,
+                      "%s: mask 0x%08x leaves out live lanes 0x%08x (the emulator takes whole warps only)", what,
+                      mask, live);
+        fail(text);
+    }
+}
+
+template <typename T>
+T shuffle(unsigned mask, T var, int src_of_lane(int lane, int arg, int width), int arg, int width, const char* what)
+{
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
+    check_mask(mask, what);
+    Warp& w = my_warp();
+    const int lane = int(linear_tid % 32);
+    std::memcpy(&w.slot[lane], &var, sizeof(T));
+    warp_barrier(what);
+    const int src = src_of_lane(lane, arg, width);
+    T out = var;
+    if (src >= 0 && src < 32 && (w.lanes & (1u << src))) std::memcpy(&out, &w.slot[src], sizeof(T));
+    warp_barrier(what);
+    return out;
+}
+
+inline int down_lane(int lane, int delta, int width) { return (lane % width) + delta < width ? lane + delta : lane; }
+inline int up_lane(int lane, int delta, int width) { return (lane % width) >= delta ? lane - delta : lane; }
+inline int xor_lane(int lane, int m, int width)
+{
+    const int s = lane ^ m;
+    return (s / width) == (lane / width) ? s : lane;
+}
+inline int idx_lane(int lane, int src, int width) { return (lane / width) * width + (src % width); }
+
+// -- the launcher --
+
+template <typename P>
+using Plain = std::remove_cv_t<std::remove_reference_t<P>>;
+
+template <typename... P, std::size_t... I>
+void invoke(void (*kernel)(P...), void* const* args, std::index_sequence<I...>)
+{
+    kernel(*static_cast<Plain<P>*>(args[I])...);
+}
+
 inline std::mutex launch_mutex;  // one launch at a time (function-local statics are the shared memory)
 
 // Launch kernel over grid x block threads with `shared` bytes of dynamic shared memory.
 // args[i] points to argument i's value, of sizes[i] bytes (cudaLaunchKernel's convention).
-// Returns 0, or 1 with error_message() set.
+// Returns 0, or 1 with the error text set.
 template <typename... P>
 int launch(void (*kernel)(P...), const unsigned* grid, const unsigned* blk, unsigned long long shared,
            void* const* args, int nargs, const int* sizes)
@@ -309,47 +503,12 @@ int launch(void (*kernel)(P...), const unsigned* grid, const unsigned* blk, unsi
              std::to_string(g.z) + "), block of " + std::to_string(n) + " threads");
         return 1;
     }
-    Block blockstate;
-    blockstate.warps = std::vector<Warp>((n + 31) / 32);
-    blockstate.dynamic.resize(std::max<unsigned long long>(shared, 16));
-    const unsigned long long blocks = (unsigned long long)g.x * g.y * g.z;
-    auto prepare = [&] {  // a fresh block: every thread counts in the barriers, shared memory is NaN
-        blockstate.barrier.reset(int(n));
-        for (unsigned w = 0; w < blockstate.warps.size(); ++w) {
-            const unsigned lanes = std::min(32u, n - 32 * w);
-            blockstate.warps[w].barrier.reset(int(lanes));
-            blockstate.warps[w].lanes = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
-            blockstate.warps[w].exited = 0;
-        }
-        std::memset(blockstate.dynamic.data(), 0xff, blockstate.dynamic.size());
-    };
-    prepare();
-    std::atomic<bool> failed{false};
-    Barrier between{int(n)};  // every thread of block q has returned before block q + 1 starts
-    // The block's threads are the same pool threads for every block of the grid, one block after another.
-    pool().run(n, [&](unsigned t) {
-        for (unsigned long long q = 0; q < blocks && !failed.load(); ++q) {
-            block = &blockstate;
-            linear_tid = t;
-            threadIdx = uint3{t % b.x, t / b.x % b.y, t / b.x / b.y};
-            blockIdx = uint3{unsigned(q % g.x), unsigned(q / g.x % g.y), unsigned(q / g.x / g.y)};
-            blockDim = b;
-            gridDim = g;
-            invoke(kernel, args, std::index_sequence_for<P...>{});
-            Warp& w = blockstate.warps[t / 32];
-            w.exited.fetch_or(1u << (t % 32));
-            w.barrier.arrive_and_drop();
-            blockstate.barrier.arrive_and_drop();
-            block = nullptr;
-            between.arrive_and_wait("the end of a block", [&] {
-                std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error_text.empty()) failed = true;
-                prepare();
-            });
-        }
-    });
-    std::lock_guard<std::mutex> lock(error_mutex);
-    return error_text.empty() ? 0 : 1;
+    Block state;
+    state.n = n;
+    state.warps = std::vector<Warp>((n + 31) / 32);
+    state.dynamic.resize(std::max<unsigned long long>(shared, 16));
+    run_grid(state, g, b, [&](unsigned) { invoke(kernel, args, std::index_sequence_for<P...>{}); });
+    return failed() ? 1 : 0;
 }
 
 }  // namespace sn_emu
@@ -361,7 +520,7 @@ inline void __syncthreads() { sn_emu::syncthreads(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu)
 {
     sn_emu::check_mask(mask, "__syncwarp");
-    sn_emu::my_warp().barrier.arrive_and_wait("__syncwarp");
+    sn_emu::warp_barrier("__syncwarp");
 }
 
 template <typename T>
