@@ -127,7 +127,7 @@ def fixed_shape_name(T: str, sizes) -> str:
     return f"train_small<{T}, {len(sizes) - 1}, {', '.join(str(int(n)) for n in sizes)}>"
 
 
-WARP_MAX_WIDTH = 16  # train_warp keeps a row's inputs and outputs in registers: n_0, n_2 <= this
+WARP_MAX_WIDTH = 8  # train_warp keeps a row's inputs, outputs and their slots in registers (no spills to 8)
 
 
 def warp_group(hidden: int) -> int:

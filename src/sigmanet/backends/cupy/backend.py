@@ -42,6 +42,7 @@ measures them on another card.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 
@@ -525,9 +526,14 @@ class CupyBackend(ReferenceBackend):
         return int(free) + int(pool.free_bytes())
 
     def gradients(self, weights, biases, X, y, config, sample_weight=None):
-        """The gradient over every row (a Dask worker's call), on the device that holds X."""
+        """The gradient over every row (a Dask worker's call), on the device that holds X: the reference
+        loop's pass with the fused epilogue kernels (:class:`CupyGemmTrainer`), no step taken."""
         with _device_of(X), self.stream_scope():
-            return super().gradients(weights, biases, X, y, config, sample_weight)
+            dt = np.dtype(weights[0].dtype)
+            whole = dataclasses.replace(config, batch_size=None)
+            sw = None if sample_weight is None else self.to_device(sample_weight, dt)
+            trainer = CupyGemmTrainer(self, weights, biases, self.to_device(X, dt), self.to_device(y, dt), whole, sw)
+            return trainer.gradient_sums()
 
     def predict(self, weights, biases, X, output="sigmoid"):
         with _device_of(X), self.stream_scope():
