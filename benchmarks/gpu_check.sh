@@ -1,31 +1,49 @@
 #!/usr/bin/env bash
-# The CuPy backend's device check: one call on a lent GPU machine, at most ~8 minutes (about 5 when nothing hangs).
+# The CuPy backend's device check: one call on a lent GPU machine, at most 6 minutes (every step is
+# bounded by `timeout`; the bounds add up to 360 s), so that a fix and a rerun fit in 15 minutes.
 #
-#   run (device tool):  bash benchmarks/gpu_check.sh           # from the repository root; writes under $OUT
-#   dry run here:       OUT=/tmp/gpu bash benchmarks/gpu_check.sh   # without CuPy it stops at once, saying so
+#   run (device tool):  bash benchmarks/gpu_check.sh            # from the repository root; writes under $OUT
+#   with Dask's wheels: bash benchmarks/gpu_check.sh --fetch-wheels   # here, once (network); then carry .whl
+#   dry run here:       OUT=/tmp/gpu bash benchmarks/gpu_check.sh    # without CuPy it stops at once, saying so
 #
-# The device has no pip and no network: its python3 already holds cupy-cuda13x,
-# numba, numpy, pytest, hypothesis, torch and jax (device/KINDS.md), so this runs
-# from the source tree with PYTHONPATH=src and installs nothing. Steps, each
-# bounded by `timeout` so one hang cannot eat the session's device minutes:
-#   1. device.json: GPU name, driver, CUDA runtime, CuPy/NumPy versions;
-#   2. every CuPy test (-k cupy: the agreement tests through the fused, graph and
-#      eager engines, the property tests, tests/test_cupy.py with the checks for
-#      the leads in shared/GPU-REVIEW.md), log in pytest.log;
-#   3. the seed run's time per iteration, and (unless SKIP_NCU is set) ncu's
-#      view of where the single-launch kernel's warp waits;
-#   4. sigmanet bench on the GPU with the GPU peers (PyTorch eager and CUDA graph,
-#      JAX), 4 rows to 4M: results.json and throughput.png;
-#   5. a short summary table of the bench;
-#   6. strategy crossovers (fused / graph / eager) for SMALL_LIMIT and GRAPH_LIMIT,
-#      last: each row prints as it is measured, so a cut-short run keeps the rest.
-# Files under $OUT (the device tool brings back 8 at most): device.json,
-# pytest.log, crossover.json, bench.log, gpu-float32/{results.json,throughput.png}.
+# The device has no pip index and no network: its python3 already holds cupy-cuda13x, numba, numpy,
+# pytest, pytest-timeout, torch and jax (device/KINDS.md), so this runs from the source tree with
+# PYTHONPATH=src. Dask and distributed are not there: `--fetch-wheels` downloads them (and their
+# pure-Python needs the image lacks) into .whl/ (git-ignored); a device call that names .whl in
+# `carry` gets them installed under /tmp, else the Dask test skips, saying so.
+#
+# Steps (the kernels' math was verified on the CPU emulator first: tests/test_cuda_emulation.py):
+#   1. device.json: GPU, driver, CUDA runtime, CuPy/NumPy versions; which of triton, cutlass, nvmath import;
+#   2. pytest.log: every CuPy test: tests/test_cupy.py first (every option on every engine, each engine
+#      asserted: warp, block, generic single launch, graph, eager; streams; Dask chunks; the review's
+#      leads), then the agreement and property tests through the cupy engines (-k cupy);
+#   3. checks.log: the seed's time per iteration (train_warp against train_small, float64 and float32,
+#      compile excluded; target <= 1 us), ncu's instructions per iteration for both (unless SKIP_NCU),
+#      and at 1M x 64-256-16 float32 each GEMM timed alone (cuBLAS and gemm_tiled with its epilogue),
+#      each epilogue kernel's bandwidth, and the eager iteration against its bare GEMMs (target 1.15x);
+#      docs/perf-notes.md ("GPU: count first") has the floor to compare with;
+#   4. sigmanet bench with the GPU peers (PyTorch eager and CUDA graph, JAX), 4 rows to 4M
+#      (gpu-float32/results.json, throughput.png), and 128-row batches of 784-128-10 (gpu-mb/results.json);
+#   5. strategy crossovers (fused / graph / eager, pinned by name) for SMALL_LIMIT and GRAPH_LIMIT,
+#      last: each row prints as it is measured, so a cut-short run keeps the rest (crossover.json);
+#   6. a summary of the bench.
+# Files under $OUT (the device tool brings back 8 at most): device.json, pytest.log, checks.log,
+# bench.log, gpu-float32/{results.json,throughput.png}, gpu-mb/results.json, crossover.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+WHEELS=(dask==2026.8.0 distributed==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 zict==3.0.0 tornado==6.6.1)
+if [ "${1:-}" = "--fetch-wheels" ]; then
+    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || grep -qx '/.whl/' .gitignore || echo '/.whl/' >>.git/info/exclude
+    exec python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform any -d .whl "${WHEELS[@]}"
+fi
+
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 status=0
 
@@ -38,27 +56,35 @@ if ! "$PY" -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" 2>"$O
     exit 3
 fi
 rm -f "$OUT/probe.err"  # the device tool brings back at most 8 files
+if compgen -G ".whl/*.whl" >/dev/null; then
+    timeout 10 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/sn-site .whl/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:/tmp/sn-site" || echo "gpu_check: the carried wheels did not install"
+fi
 
 echo "== 1. device"
-timeout 60 "$PY" - "$OUT/device.json" <<'EOF' || status=1
-import json, subprocess, sys
+timeout 10 "$PY" - "$OUT/device.json" <<'EOF' || status=1
+import importlib, json, os, subprocess, sys
 import cupy, numpy
 rt = cupy.cuda.runtime
 props = rt.getDeviceProperties(0)
 name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
 info = {"device": name, "compute_capability": f"{props['major']}.{props['minor']}",
         "multiprocessors": props["multiProcessorCount"], "memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
-        "shared_per_block_optin": props.get("sharedMemPerBlockOptin"),
+        "shared_per_block_optin": props.get("sharedMemPerBlockOptin"), "l2_bytes": props.get("l2CacheSize"),
         "driver": rt.driverGetVersion(), "cuda_runtime": rt.runtimeGetVersion(),
         "cupy": cupy.__version__, "numpy": numpy.__version__}
 free, total = rt.memGetInfo()
 info["memory_free_gib"] = round(free / 2**30, 1)
-info["cupy_pool_limit"] = cupy.get_default_memory_pool().get_limit()
-info["env"] = {k: v for k, v in __import__("os").environ.items() if k.startswith(("CUPY_", "XLA_", "CUDA_", "PYTORCH_"))}
+info["env"] = {k: v for k, v in os.environ.items() if k.startswith(("CUPY_", "XLA_", "CUDA_", "PYTORCH_"))}
+for lib in ("triton", "cutlass", "nvmath", "dask", "distributed"):
+    try:
+        info[f"import_{lib}"] = getattr(importlib.import_module(lib), "__version__", "yes")
+    except Exception as e:  # noqa: BLE001
+        info[f"import_{lib}"] = f"no ({type(e).__name__})"
 try:
     info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem",
                                          "--format=csv,noheader"], capture_output=True, text=True,
-                                        timeout=20).stdout.strip()
+                                        timeout=5).stdout.strip()
 except Exception as e:  # noqa: BLE001
     info["nvidia_smi"] = f"unavailable: {e}"
 json.dump(info, open(sys.argv[1], "w"), indent=2)
@@ -66,64 +92,135 @@ print(json.dumps(info, indent=2))
 EOF
 
 echo "== 2. CuPy tests"
-timeout 200 "$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -k cupy -ra \
-    tests/test_cupy.py tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
+PYTEST=("$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -ra)
+if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 60); fi
+timeout 95 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
+rc1=$?
+timeout 40 "${PYTEST[@]}" -k cupy tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
     tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py tests/test_shuffle.py \
-    >"$OUT/pytest.log" 2>&1
-rc=$?
-tail -n 25 "$OUT/pytest.log"
-[ "$rc" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc (124: timed out)"; status=1; }
+    tests/test_optimizers.py >>"$OUT/pytest.log" 2>&1
+rc2=$?
+grep -E "passed|failed|error" "$OUT/pytest.log" | tail -n 4
+grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -n 30
+[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc1 / $rc2 (124: timed out)"; status=1; }
 
-echo "== 3. the seed run (60000 iterations of 3-4-1 on 4 rows), compile excluded"
-timeout 60 "$PY" - <<'EOF' || status=1
+echo "== 3. the seed, ncu, and the GEMMs at 1M x 64-256-16 (checks.log)"
+timeout 25 "$PY" - >"$OUT/checks.log" 2>&1 <<'EOF' || status=1
 import time
+import numpy as np
 import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend
 from sigmanet.datasets import tutorial_table
-b = get_backend("cupy")
+b = get_backend("cupy:fused")
+print("the seed run: 60000 iterations of 3-4-1 on 4 rows, best of 5, compile excluded (target <= 1 us)")
 for dtype in ("float64", "float32"):
     X, y = tutorial_table(dtype)
-    tr = b.trainer(sn.Network([3, 4, 1], seed=1, init="legacy", dtype=dtype).weights, None, X, y, TrainConfig())
-    tr.run(0, 10); b.synchronize()
-    best = []
-    for _ in range(5):
-        t0 = time.perf_counter(); tr.run(10, 60000); b.synchronize(); best.append(time.perf_counter() - t0)
-    print(f"seed run {dtype}: {min(best) / 60000 * 1e6:.3f} us/iteration (best of 5; {type(tr).__name__}, "
-          f"block {tr.block_size})")
+    w = sn.Network([3, 4, 1], seed=1, init="legacy", dtype=dtype).weights
+    results = {}
+    for kind in ("warp", "block"):
+        tr = b.trainer(w, None, X, y, TrainConfig())
+        tr.warp = kind == "warp"
+        tr.run(0, 10); b.synchronize()
+        best = []
+        for _ in range(5):
+            t0 = time.perf_counter(); tr.run(10, 60000); b.synchronize(); best.append(time.perf_counter() - t0)
+        results[kind] = (min(best) / 60000 * 1e6, tr.weights()[0][0])
+        print(f"  {dtype} {tr.engine:12s}: {results[kind][0]:.3f} us/iteration (block {32 if tr.warp else tr.block_size})")
+    diff = float(np.abs(results["warp"][1] - results["block"][1]).max())
+    print(f"  {dtype}: warp / block = {results['warp'][0] / results['block'][0]:.2f}; weights differ by {diff:.2e}")
 EOF
 if [ -z "${SKIP_NCU:-}" ] && command -v ncu >/dev/null; then
-    echo "== 3. ncu: where the single-launch kernel's warps wait (seed shape, float64)"
-    timeout 90 ncu --section WarpStateStats --section SchedulerStats --section LaunchStats -k regex:train_small -c 1 \
+    echo "-- ncu: train_warp then train_small on the seed (float64, 20000 iterations each)" >>"$OUT/checks.log"
+    timeout 30 ncu --clock-control none -k regex:train_ -c 2 \
+        --metrics smsp__inst_executed.sum,sm__cycles_elapsed.max,smsp__average_warp_latency_issue_stalled_barrier,smsp__average_warp_latency_issue_stalled_short_scoreboard,gpu__time_duration.sum \
         "$PY" -c "
 import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend
 from sigmanet.datasets import tutorial_table
 X, y = tutorial_table()
-get_backend('cupy').trainer(sn.Network([3, 4, 1], seed=1, init='legacy').weights, None, X, y, TrainConfig()).run(0, 20000)
-" 2>&1 | grep -v "^==PROF==" | grep -iE "stall|cycles|issued|eligible|active|duration|registers|threads" | head -40 || true
+w = sn.Network([3, 4, 1], seed=1, init='legacy').weights
+for warp in (True, False):
+    tr = get_backend('cupy:fused').trainer(w, None, X, y, TrainConfig()); tr.warp = warp; tr.run(0, 20000)
+" 2>&1 | grep -v "^==PROF==" | grep -E "train_|inst_executed|cycles|stalled|duration" >>"$OUT/checks.log" || true
+    echo "   (instructions per iteration: smsp__inst_executed.sum / 20000; the target is <= 150)" >>"$OUT/checks.log"
 fi
+timeout 30 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+import cupy as cp
+import numpy as np
+import sigmanet as sn
+from sigmanet.backends import TrainConfig, get_backend
+from sigmanet.backends.cupy._cuda import kernels, settings
+rows, f32 = 1 << 20, np.float32
+print(f"\n1M x 64-256-16 float32 (rows {rows}): each piece alone, CUDA events, median of 7 after 2 warm-ups")
+rng = cp.random.default_rng(0)
+X = rng.random((rows, 64), dtype=f32); Y = rng.random((rows, 16), dtype=f32)
+W1 = (rng.random((64, 256), dtype=f32) - 0.5) * 0.2; W2 = (rng.random((256, 16), dtype=f32) - 0.5) * 0.2
+H, O = cp.empty((rows, 256), f32), cp.empty((rows, 16), f32)
+dH, dO = rng.random((rows, 256), dtype=f32), rng.random((rows, 16), dtype=f32)
+G1, G2 = cp.empty_like(W1), cp.empty_like(W2)
+K = kernels("float32", cp.cuda.Device().id)
+cfg = cp.asarray(settings(TrainConfig(reduction="mean"), rows, 1.0 / rows)); counters = cp.asarray(np.array([1, 0], np.int64))
+def ms(f):
+    for _ in range(2): f()
+    times = []
+    for _ in range(7):
+        e0, e1 = cp.cuda.Event(), cp.cuda.Event(); e0.record(); f(); e1.record(); e1.synchronize()
+        times.append(cp.cuda.get_elapsed_time(e0, e1))
+    return float(np.median(times))
+flops = {"G1 X.W1": 2 * rows * 64 * 256, "G2 H.W2": 2 * rows * 256 * 16, "G3 dO.W2T": 2 * rows * 16 * 256,
+         "G4 XT.dH": 2 * rows * 64 * 256, "G5 HT.dO": 2 * rows * 256 * 16}
+cublas = {"G1 X.W1": lambda: cp.matmul(X, W1, out=H), "G2 H.W2": lambda: cp.matmul(H, W2, out=O),
+          "G3 dO.W2T": lambda: cp.matmul(dO, W2.T, out=dH), "G4 XT.dH": lambda: cp.matmul(X.T, dH, out=G1),
+          "G5 HT.dO": lambda: cp.matmul(H.T, dO, out=G2)}
+s4, s5 = K.gemm_splits(64, 256, rows), K.gemm_splits(256, 16, rows)
+P4, P5 = cp.empty((s4, 64, 256), f32), cp.empty((s5, 256, 16), f32)
+ours = {"G1 X.W1": lambda: K.gemm(X, W1, H, epilogue="sigmoid"), "G2 H.W2": lambda: K.gemm(H, W2, O, epilogue="sigmoid"),
+        "G3 dO.W2T": lambda: K.gemm(dO, W2, dH, tb=True, epilogue="dsigmoid", E=H),
+        "G4 XT.dH": lambda: (K.gemm(X, dH, P4, ta=True), K.optimizer_step(W1, P4, (None, None), decayed=True, cfg=cfg, counters=counters)),
+        "G5 HT.dO": lambda: (K.gemm(H, dO, P5, ta=True), K.optimizer_step(W2, P5, (None, None), decayed=True, cfg=cfg, counters=counters))}
+total = 0.0
+print(f"{'GEMM':10s} {'cuBLAS ms':>10s} {'TFLOP/s':>8s} {'ours+epilogue ms':>17s} {'TFLOP/s':>8s} {'ours/cuBLAS':>11s}")
+for name in flops:
+    a, o = ms(cublas[name]), ms(ours[name]); total += a
+    print(f"{name:10s} {a:10.3f} {flops[name] / a / 1e9:8.1f} {o:17.3f} {flops[name] / o / 1e9:8.1f} {o / a:11.2f}")
+print(f"bare cuBLAS GEMMs of one iteration: {total:.3f} ms; splits of G4, G5: {s4}, {s5}")
+epi = {"forward_sigmoid H (r+w 2 GB)": (lambda: K.forward_sigmoid(H, None), 2 * H.nbytes),
+       "hidden_delta dH,H (r 2, w 1 GB)": (lambda: K.hidden_delta(dH, H), 3 * H.nbytes),
+       "output_delta y,O (r 2, w 1)": (lambda: K.output_delta(Y, O, dO, 0, None), 3 * O.nbytes),
+       "output_step y,O rows (r 2, w 1)": (lambda: K.output_step(Y, O, dO, None, output=0, loss=0, derivative=1, eps=1e-7), 3 * O.nbytes)}
+for name, (f, nbytes) in epi.items():
+    t = ms(f); print(f"{name:34s} {t:8.3f} ms  {nbytes / t / 1e6:8.0f} GB/s")
+X_h, Y_h = cp.asnumpy(X), cp.asnumpy(Y)
+w = [cp.asnumpy(W1), cp.asnumpy(W2)]
+tr = get_backend("cupy:eager").trainer(w, None, X, Y, TrainConfig(reduction="mean"))
+it = ms(lambda: tr.run(0, 3)) / 3
+print(f"eager iteration (cuBLAS + fused epilogues): {it:.3f} ms = {it / total:.2f}x its bare GEMMs (target <= 1.15)")
+EOF
+tail -n 40 "$OUT/checks.log"
 
 echo "== 4. sigmanet bench (GPU, with peers)"
-timeout 240 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
-    --sizes 4,1024,65536,1048576,4194304 --seconds 0.2 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
+timeout 75 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
+    --sizes 4,1024,65536,1048576,4194304 --seconds 0.1 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
     || { echo "gpu_check: bench failed or timed out"; status=1; }
+timeout 20 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax --layers 784,128,10 \
+    --batch-size 128 --sizes 60000 --seconds 0.1 --out "$OUT/gpu-mb" >>"$OUT/bench.log" 2>&1 \
+    || { echo "gpu_check: mini-batch bench failed or timed out"; status=1; }
+rm -f "$OUT/gpu-mb/throughput.png"  # 8 files come back at most
 tail -n 30 "$OUT/bench.log"
 
-echo "== 6. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
-timeout 90 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.05 --out "$OUT/crossover.json" \
-    2>&1 | tee "$OUT/crossover.log" || status=1
+echo "== 5. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
+timeout 20 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 --out "$OUT/crossover.json" || status=1
 
-echo "== 5. summary"
-"$PY" - "$OUT" <<'EOF' || true
+echo "== 6. summary"
+timeout 5 "$PY" - "$OUT" <<'EOF' || true
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 dev = json.loads((out / "device.json").read_text()) if (out / "device.json").exists() else {}
 print(f"device {dev.get('device')} driver {dev.get('driver')} CUDA {dev.get('cuda_runtime')} CuPy {dev.get('cupy')}")
-res = out / "gpu-float32" / "results.json"
-if res.exists():
-    recs = json.loads(res.read_text())["records"]
-    for r in recs:
-        print(f"{r['backend']:12s} {r['rows']:>8d} {'-'.join(map(str, r['layers'])):10s} "
-              f"{r['seconds_per_iteration'] * 1e6:10.2f} us/it  gemm_ratio {r['gemm_ratio']:.2f}  {r.get('strategy', '')}")
+for res in (out / "gpu-float32" / "results.json", out / "gpu-mb" / "results.json"):
+    if res.exists():
+        for r in json.loads(res.read_text())["records"]:
+            print(f"{r['backend']:12s} {r['rows']:>8d} {'-'.join(map(str, r['layers'])):10s} "
+                  f"{r['seconds_per_iteration'] * 1e6:10.2f} us/it  gemm_ratio {r['gemm_ratio']:.2f}  {r.get('strategy', '')}")
 EOF
 exit "$status"

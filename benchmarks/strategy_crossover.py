@@ -3,22 +3,23 @@
     PYTHONPATH=src python3 benchmarks/strategy_crossover.py --backend cupy --out limits.json
     PYTHONPATH=src python3 benchmarks/strategy_crossover.py --backend numba --quick   # a dry run on a CPU
 
-Each strategy is forced through the limits the backend lists in
-``Backend.strategies`` (as the tests do), then timed by the benchmark
-harness on the same network and data. The report gives, per case, the
-multiply-adds per iteration, each strategy's seconds per iteration, and the
-fastest, so SMALL_LIMIT / GRAPH_LIMIT can be placed at the crossovers.
+Each strategy is pinned by name (``"cupy:fused"``, as a user pins one; the
+names come from ``Backend.strategies``), then timed by the benchmark harness
+on the same network and data. The report gives, per case, the multiply-adds
+per iteration, each strategy's seconds per iteration, the engine that really
+ran (a pinned strategy that cannot take a case says so: ``fused`` falls back
+to ``eager`` where the state does not fit shared memory), and the fastest, so
+SMALL_LIMIT / GRAPH_LIMIT can be placed at the crossovers.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 
 from sigmanet import bench
-from sigmanet.backends import backend_class, resolve
+from sigmanet.backends import backend_class, get_backend, resolve
 
 # (rows, layers): from the seed's shape up through medium tables, narrow and wide
 CASES = [
@@ -46,30 +47,23 @@ def macs(rows, layers):
 
 
 def measure(backend, cases, dtype, seconds):
-    cls = backend_class(backend)
-    module = importlib.import_module(cls.__module__)
+    strategies = backend_class(backend).strategies
     results = []
     for rows, layers in cases:
         row = {"rows": rows, "layers": layers, "macs": macs(rows, layers), "seconds_per_iteration": {}}
-        for strategy, limits in cls.strategies.items():
-            saved = {name: getattr(module, name) for name in limits}
+        for strategy in strategies:
             try:
-                for name, value in limits.items():
-                    setattr(module, name, value)
-                rec = bench.bench_backend(backend, rows, dtype, layers=layers, min_seconds=seconds)
+                rec = bench.bench_backend(f"{backend}:{strategy}", rows, dtype, layers=layers, min_seconds=seconds)
                 row["seconds_per_iteration"][strategy] = rec.seconds_per_iteration
-                row.setdefault("strategy_class", {})[strategy] = rec.strategy
+                row.setdefault("engine", {})[strategy] = rec.strategy
             except Exception as e:
                 row["seconds_per_iteration"][strategy] = None
                 row.setdefault("errors", {})[strategy] = f"{type(e).__name__}: {e}"
-            finally:
-                for name, value in saved.items():
-                    setattr(module, name, value)
         timed = {k: v for k, v in row["seconds_per_iteration"].items() if v is not None}
         row["fastest"] = min(timed, key=timed.get) if timed else None
         results.append(row)
         cells = "  ".join(
-            f"{k} {v * 1e6:9.2f} us" if v is not None else f"{k} failed"
+            f"{k} {v * 1e6:9.2f} us ({row['engine'][k]})" if v is not None else f"{k} failed"
             for k, v in row["seconds_per_iteration"].items()
         )
         print(
@@ -92,7 +86,7 @@ def main(argv=None):
     report = {
         "backend": backend,
         "dtype": args.dtype,
-        "device": bench.get_backend(backend).device(),
+        "device": get_backend(backend).device(),
         "machine": bench.machine_info(),
         "cases": results,
     }

@@ -1,10 +1,14 @@
-"""CUDA sources: every kernels/*.cu compiles with nvcc, and ships inside the wheel.
+"""CUDA sources: every kernels/*.cu compiles with nvcc, ships inside the wheel; the device script dry-runs.
 
 The CI machine has nvcc but no GPU: compiling every template instance the
-CuPy backend uses (float and double) to PTX for sm_90 and an older
-architecture makes a broken kernel fail CI, GPU or not.
+CuPy backend uses (float and double) to PTX for sm_90 and sm_80 makes a broken
+kernel fail CI, GPU or not (tests/test_cuda_emulation.py runs their math on the
+CPU). benchmarks/gpu_check.sh, the one call a device session makes, must stop
+at once where CuPy is absent and stay within its time budget.
 """
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from sigmanet.backends.cupy._cuda import KERNEL_FILE, compile_options, fixed_shape_name, kernel_dir, name_expressions
+from sigmanet.backends.cupy._cuda import (
+    KERNEL_FILE,
+    compile_options,
+    fixed_shape_name,
+    kernel_dir,
+    name_expressions,
+    warp_name,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "kernels").glob("*.cu"))
@@ -25,12 +36,14 @@ def test_kernel_sources_exist_and_are_found():
 
 
 def _instances(every_gemm):
-    """Every up-front instance, a shape-fixed train_small, and every gemm_tiled (or its extreme tiles)."""
+    """Every up-front instance, shape-fixed train_small and train_warp, every gemm_tiled (or its extreme tiles)."""
     names = []
     for T in ("float", "double"):
         names += name_expressions(T, all_gemms=True) + [
             fixed_shape_name(T, [3, 4, 1]),
             fixed_shape_name(T, [5, 8, 9, 3, 2]),
+            warp_name(T, [3, 4, 1]),
+            warp_name(T, [8, 32, 8]),
         ]
     return [n for n in names if every_gemm or "gemm" not in n or ", 1, 1, " in n or ", 8, 8, " in n]
 
@@ -71,7 +84,8 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch, every_
     )
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "out.ptx").read_text()
-    for kernel in ("train_small", "forward_sigmoid", "output_delta", "hidden_delta", "gemm_tiled"):
+    for kernel in ("train_small", "train_warp", "forward_sigmoid", "output_delta", "hidden_delta", "gemm_tiled",
+                   "output_step", "optimizer_step", "sgd_update"):  # fmt: skip
         assert kernel in ptx
 
 
@@ -88,3 +102,34 @@ def test_the_wheel_ships_the_kernels(tmp_path):
     for source in SOURCES:
         assert f"sigmanet/kernels/{source.name}" in names
     assert "sigmanet/py.typed" in names
+
+
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def test_the_device_script_stops_at_once_where_cupy_is_absent(tmp_path):
+    """Dry run: a `cupy` that fails to import (as on this machine) ends the script before any step."""
+    shadow = tmp_path / "shadow" / "cupy"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no CuPy in this test')\n")
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, PYTHONPATH=str(shadow.parent))
+    result = subprocess.run(["bash", str(GPU_CHECK)], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "CuPy is not importable" in result.stderr and "runs on the lent GPU machine" in result.stderr
+    assert "==" not in result.stdout  # no step began
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def test_the_device_script_fits_its_six_minutes():
+    """Every step is bounded by `timeout`; the bounds add up to at most six minutes (360 s)."""
+    text = GPU_CHECK.read_text()
+    bounds = [int(n) for n in re.findall(r"^\s*timeout (\d+) ", text, re.M)]
+    assert len(bounds) >= 8 and sum(bounds) <= 360, bounds
+    lines = text.splitlines()
+    steps = [  # a command of its own (not the continuation of one) running Python or pytest
+        line
+        for before, line in zip([""] + lines, lines)
+        if re.match(r'^\s*"\$\{?(PY|PYTEST)', line) and not before.endswith("\\")
+    ]
+    assert not steps, f"steps without a timeout: {steps}"
