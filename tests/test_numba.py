@@ -71,7 +71,12 @@ def test_the_specialised_engine_is_the_one_loop_partially_evaluated():
     assert src.count("def ") == 1 and "def train(" in src  # one function: no second copy of any piece
     assert "sizes[" not in src and "for k in" not in src  # the layers unrolled, their sizes constants
     assert "_gemm_call" not in src and "_csr_" not in src and "prange" not in src  # other engines' code folded
-    assert "update_one(" in src and "exact_sigmoid(" in src  # the per-element pieces, called
+    assert "update_one(" in src and "sigmoid_inplace(" in src  # the per-element pieces, called
+    assert "n_rows = Y.shape[0]" in src and "batch_size" in src  # rows read at run time ...
+    tiny = _specialise.render([3, 4, 1], flags, rows=4)
+    assert "n_rows = 4" in tiny and "batch_size <" not in tiny  # ... or, for a tiny full batch, constants
+    with pytest.raises(ValueError, match="rows"):
+        _specialise.render([3, 4, 1], flags, rows=_specialise.ROWS_LIMIT + 1)
     sparse = _specialise.render([3, 4, 1], dict(flags, sparse=True))
     assert "_csr_forward" in sparse and "_csr_gradient" in sparse
     b = get_backend("numba")

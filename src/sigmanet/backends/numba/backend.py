@@ -181,7 +181,6 @@ class NumbaTrainer(Trainer):
             gathered=self.order is not None,
             sparse=self.sparse,
             update=update,
-            vector_exp=self.engine == "compiled",  # the vectorisable sigmoid pays on long rows
             eps=loss_eps(self.dtype),
         )
         return tuple(named[name] for name in _step().OPTIONS)
@@ -210,12 +209,15 @@ class NumbaTrainer(Trainer):
     def _specialised(self, options: tuple) -> tuple[Any, tuple]:
         """The specialised function for this fit's options (partially evaluated once per shape and
         options, cached on disk), and the numbers it still takes at run time."""
-        from ._specialise import FLAGS, NUMBERS, specialised
+        from ._specialise import FLAGS, NUMBERS, ROWS_LIMIT, specialised
 
         named = dict(zip(_step().OPTIONS, options))
-        flags = tuple((k, named[k]) for k in FLAGS)
+        n_rows = self.X.shape[0]
+        full = rows_per_step(n_rows, self.config.batch_size) == n_rows
+        rows = n_rows if full and n_rows <= ROWS_LIMIT else 0
+        flags = (*((k, named[k]) for k in FLAGS), ("rows", rows))
         if self._specialised_for != flags:
-            self._fn_specialised = specialised(self.sizes, dict(flags))
+            self._fn_specialised = specialised(self.sizes, dict(flags[:-1]), rows)
             self._specialised_for = flags
         return self._fn_specialised, tuple(named[k] for k in NUMBERS)
 
