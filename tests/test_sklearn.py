@@ -374,19 +374,20 @@ class Interrupt:
     def __init__(self, at):
         self.at, self.calls = at, 0
 
-    def __call__(self, tap_trainer, start, iterations):
+    def __call__(self, run, trainer, start, iterations):
         self.calls += 1
         if self.calls == self.at:
-            tap_trainer._inner.run(start, max(1, iterations // 2))
+            run(trainer, start, max(1, iterations // 2))
             raise KeyboardInterrupt
-        stats = tap_trainer._inner.run(start, iterations)
-        tap_trainer._sums += stats.values[2:5]
-        return stats
+        return run(trainer, start, iterations)
 
 
 def interrupt_at(monkeypatch, call):
-    hook = Interrupt(call)
-    monkeypatch.setattr(sks._TapTrainer, "run", lambda self, start, iterations: hook(self, start, iterations))
+    """Interrupts the NumPy backend's trainer (the tests' estimators train on it) at its run call ``call``."""
+    from sigmanet.backends.reference import ReferenceTrainer
+
+    hook, run = Interrupt(call), ReferenceTrainer.run
+    monkeypatch.setattr(ReferenceTrainer, "run", lambda self, start, iterations: hook(run, self, start, iterations))
 
 
 @pytest.mark.parametrize("warm_start", [False, True])

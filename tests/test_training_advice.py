@@ -92,3 +92,42 @@ def test_the_generated_kernel_cache_is_bounded(tmp_path, monkeypatch):
     assert sorted(p.name.split(".")[0] for p in (folder / "__pycache__").iterdir()) == [
         f"sigmanet_generated_{i}_x" for i in (3, 4, 5)
     ]
+
+
+def test_diagnose_names_the_cause_and_the_history_records_it_without_a_warning_filter():
+    X, y = unscaled_table()
+    net = sn.Network([20, 8, 1], backend="numpy", seed=0)
+    quiet = net.fit(X, y, iterations=200, report_every=50, warn_stuck=False)  # no warning, no check
+    assert quiet.stuck is None
+    assert net.diagnose(X, quiet) == "saturated"
+    with pytest.warns(sn.StuckWarning) as caught:
+        hist = net.fit(X, y, iterations=200, report_every=50)
+    assert hist.stuck == "saturated" == caught[0].message.cause
+    scaled = sn.Network([20, 8, 1], backend="numpy", seed=0)
+    good = scaled.fit(X, y, iterations=600, learning_rate=2.0, reduction="mean", loss="bce", report_every=100,
+                      scale_inputs=True)  # fmt: skip
+    assert good.stuck is None and scaled.diagnose(X, good) is None  # diagnose scales X as fit did
+    frozen = sn.History(iterations=[0, 1, 2], errors=[0.5, 0.5, 0.5], losses=[1.0] * 3)
+    assert scaled.diagnose(X, frozen) == "frozen"
+    with pytest.raises(TypeError, match="history"):
+        scaled.diagnose(X, [0.5, 0.5])
+
+
+def test_on_report_sees_each_report_with_the_loss_in_its_two_parts_and_can_stop_the_fit():
+    X, y = make_table(256, 6, 2, seed=1)
+    net = sn.Network([6, 5, 2], backend="numpy", seed=0, bias=True)
+    seen = []
+
+    def on_report(hist):
+        seen.append((hist.iterations[-1], hist.losses[-1], hist.data_losses[-1], hist.penalties[-1]))
+        return len(seen) < 3
+
+    hist = net.fit(X, y, iterations=1000, report_every=100, alpha=0.01, reduction="mean", on_report=on_report)
+    assert [s[0] for s in seen] == [0, 100, 200] and net.iteration == 300  # stopped after the third
+    assert hist.data_losses == [s[2] for s in seen] and hist.penalties == [s[3] for s in seen]
+    np.testing.assert_allclose(np.add(hist.data_losses, hist.penalties), hist.losses, rtol=1e-12)
+    assert all(p > 0 for p in hist.penalties)  # the L2 term, apart
+    plain = sn.Network([6, 5, 2], backend="numpy", seed=0, bias=True).fit(X, y, iterations=100, report_every=100)
+    assert plain.penalties == [0.0]
+    with pytest.raises(TypeError, match="on_report"):
+        net.fit(X, y, iterations=1, on_report="yes")

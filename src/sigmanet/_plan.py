@@ -194,6 +194,16 @@ class Stats:
         """The tracked steps' loss (data and penalty): the first's, or their mean weighted by rows."""
         return float((self.values[2] + self.values[4]) / self.values[3]) if self.values[3] > 0 else float("nan")
 
+    @property
+    def data_loss(self) -> float:
+        """The loss's data part alone (no L2 penalty), per row as :attr:`loss`."""
+        return float(self.values[2] / self.values[3]) if self.values[3] > 0 else float("nan")
+
+    @property
+    def penalty(self) -> float:
+        """The loss's L2 penalty part, per row as :attr:`loss`."""
+        return float(self.values[4] / self.values[3]) if self.values[3] > 0 else float("nan")
+
     def then(self, later: Stats, average_loss: bool) -> Stats:
         """This part of an interval followed by a later part: the first part's error, and its loss,
         or with ``average_loss`` (every step tracked) both parts' losses together."""

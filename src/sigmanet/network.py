@@ -91,13 +91,19 @@ class History:
     forward pass, before its update (weighted by ``sample_weight`` when
     given); ``losses[i]`` is the loss the fit minimises (per row, weighted,
     with the L2 penalty), measured by the same pass, or with
-    ``average_loss=True`` the mean over the interval's steps.
+    ``average_loss=True`` the mean over the interval's steps;
+    ``data_losses[i]`` and ``penalties[i]`` are its two parts (their sum).
+    ``stuck`` is what :meth:`Network.diagnose` found after the fit ("saturated",
+    "frozen" or None; also None when ``warn_stuck=False`` skipped the check).
     """
 
     iterations: list[int] = field(default_factory=list)
     errors: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    data_losses: list[float] = field(default_factory=list)
+    penalties: list[float] = field(default_factory=list)
+    stuck: str | None = None
 
     def __len__(self) -> int:
         return len(self.iterations)
@@ -572,6 +578,7 @@ class Network:
         progress: Callable[[int], object] | None = None,
         report_seconds: float | None = None,
         warn_stuck: bool = True,
+        on_report: Callable[[History], bool | None] | None = None,
         shuffle: bool | int | None = None,
         optimizer: str | None = None,
         momentum: float | None = None,
@@ -630,6 +637,11 @@ class Network:
             the sigmoid units, and training then stalls.
         callback : callable(iteration, error), optional
             Called at each report point; return ``False`` to stop early.
+        on_report : callable(history), optional
+            Called at each report point, after ``callback``, with the
+            :class:`History` being filled (its last entries are this report's:
+            the iteration, the error, the loss and its data and penalty
+            parts); return ``False`` to stop early.
         progress : callable(iterations_done), optional
             Called after each completed piece of training with the iterations
             done in this fit (``sigmanet train`` drives its progress bar with it).
@@ -637,7 +649,8 @@ class Network:
             Size the report intervals by time instead: each lasts about this
             many seconds (at most ``report_every`` iterations).
         warn_stuck : bool, default True
-            Warn (once) when the fit is stuck; see Warns.
+            Check whether the fit is stuck (:meth:`diagnose`), record the
+            finding in ``History.stuck`` and warn (once) when it is; see Warns.
         shuffle : bool or int, default False
             With ``batch_size``: a new order of the rows every epoch (an epoch
             is one pass over the mini-batches: global iterations
@@ -719,6 +732,7 @@ class Network:
                 progress,
                 report_seconds,
                 warn_stuck,
+                on_report,
                 sample_weight,
                 dict(
                     learning_rate=learning_rate,
@@ -754,6 +768,7 @@ class Network:
         progress: Callable[[int], object] | None,
         report_seconds: float | None,
         warn_stuck: bool,
+        on_report: Callable[[History], bool | None] | None,
         sample_weight: Any,
         given: dict[str, Any],
     ) -> History:
@@ -766,7 +781,7 @@ class Network:
         report_every = iterations if report_every is None else v.check_int("report_every", report_every)
         scale_inputs = v.check_bool("scale_inputs", scale_inputs)
         warn_stuck = v.check_bool("warn_stuck", warn_stuck)
-        for name, fn in (("callback", callback), ("progress", progress)):
+        for name, fn in (("callback", callback), ("progress", progress), ("on_report", on_report)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
         if report_seconds is not None:
@@ -829,7 +844,7 @@ class Network:
             iterations,
             report_every,
             report_seconds,
-            callback,
+            (callback, on_report),
             progress,
             hist,
             config,
@@ -867,7 +882,7 @@ class Network:
         iterations: int,
         report_every: int,
         report_seconds: float | None,
-        callback: Any,
+        callbacks: tuple[Any, Any],
         progress: Any,
         hist: History,
         config: TrainConfig,
@@ -940,11 +955,16 @@ class Network:
             hist.iterations.append(first)
             hist.errors.append(stats.error)
             hist.losses.append(stats.loss)
+            hist.data_losses.append(stats.data_loss)
+            hist.penalties.append(stats.penalty)
             if config.schedule == "adaptive":
                 schedule = self._adapt(schedule, stats.loss, stored)
                 config = dataclasses.replace(config, lr_scale=schedule.scale)
                 trainer.config = config
+            callback, on_report = callbacks
             if callback is not None and callback(first, stats.error) is False:
+                break
+            if on_report is not None and on_report(hist) is False:
                 break
             if report_seconds is not None:  # grow towards report_seconds per interval, at most 4x at a time
                 took = time.perf_counter() - t_interval
@@ -952,6 +972,28 @@ class Network:
         if warn_stuck:
             self._warn_if_stuck(hist, be, Xs)
         return hist
+
+    def diagnose(self, X: Any, history: History) -> str | None:
+        """Whether a fit on X that reported ``history`` is stuck: "saturated", "frozen" or None.
+
+        "saturated": on X's first 256 rows (at least 8), 99% or more of the
+        outputs of a layer of two or more units lie within 1e-6 of 0 or 1, so
+        almost no gradient flows back through it (usually unscaled inputs).
+        One unit on a few rows saturates by chance, and the output layer of a
+        well-trained classifier may saturate, so only a perceptron's output
+        layer, its only layer, is checked. "frozen": the error did not move
+        across the report points after the first (usually a learning rate far
+        too large or too small). This is the check ``fit(warn_stuck=True)``
+        runs; X is scaled by the network's input range, as ``fit`` does.
+        """
+        if not isinstance(history, History):
+            raise TypeError(f"history must be the History a fit returned, got {type(history).__name__}")
+        X, _ = from_user("X", X)
+        be, state = for_input(self._backend, X), self._state
+        head = be.check_inputs(X, self.layers[0])[:256]
+        if state.input_range is not None:
+            head = be.scale(head, state.input_range, self.dtype)
+        return self._stuck(history, be, head)
 
     def _adapt(self, schedule: _Schedule, loss: float, opts: dict[str, Any]) -> _Schedule:
         """scikit-learn's adaptive rule after an interval: divide the rate by 5 once the loss has failed to
@@ -980,15 +1022,8 @@ class Network:
             return int(np.random.SeedSequence().entropy % 2**63)  # type: ignore[operator]
         return v.check_int("shuffle", shuffle, minimum=0)
 
-    def _warn_if_stuck(self, hist: History, be: Any, Xs: Any) -> None:
-        """One StuckWarning when the error never moved, or every unit of a hidden layer is saturated.
-
-        Saturated: on the first 256 rows (at least 8), 99% or more of the
-        outputs of a layer of two or more units lie within 1e-6 of 0 or 1, so
-        almost no gradient flows back through it. One unit on a few rows
-        saturates by chance; the output layer of a well-trained classifier may
-        saturate, so only a perceptron's output layer, its only layer, is checked.
-        """
+    def _stuck(self, hist: History, be: Any, Xs: Any) -> str | None:
+        """:meth:`diagnose` on X as the fit saw it (on the backend's side, scaled)."""
         errs = hist.errors[1:]  # the first report is the starting point; stuck is what follows
         moved = len(errs) < 2 or max(errs) - min(errs) > 1e-9 * max(errs)
         head = Xs[:256]
@@ -1005,14 +1040,17 @@ class Network:
                 a = 1 / (1 + np.exp(-z))
                 if a.shape[0] >= 8 and a.shape[1] >= 2:
                     saturated |= bool(np.mean((a < 1e-6) | (a > 1 - 1e-6)) >= 0.99)
-        if moved and not saturated:
+        return "saturated" if saturated else None if moved else "frozen"
+
+    def _warn_if_stuck(self, hist: History, be: Any, Xs: Any) -> None:
+        """One StuckWarning when :meth:`diagnose` finds the fit stuck; the finding goes in ``hist.stuck``."""
+        cause = hist.stuck = self._stuck(hist, be, Xs)
+        if cause is None:
             return
-        if saturated:
-            cause = "saturated"
+        if cause == "saturated":
             why = "the sigmoid units of a layer are saturated (99% of their outputs within 1e-6 of 0 or 1)"
             cure = "scale the inputs (scale_inputs=True, or X scaled to [0, 1]), or use reduction='mean'"
         else:
-            cause = "frozen"
             why = f"the error did not move across the report points (stayed at {hist.errors[-1]:.6g})"
             cure = "try a smaller learning_rate (or a larger one if it is tiny), and reduction='mean'"
         warnings.warn(StuckWarning(f"training is stuck: {why}. Cure: {cure}.", cause), stacklevel=4)

@@ -58,7 +58,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from .backends import get_backend
 from .embedding import loss_and_gradients
 from .errors import DivergenceError
-from .network import Network, StuckWarning
+from .network import Network
 
 __all__ = ["SigmaNetClassifier", "SigmaNetRegressor"]
 
@@ -245,56 +245,6 @@ def _check_sample_weight(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndar
     if not (sw > 0).any():
         raise ValueError("sample_weight is zero for every row: nothing would be learned")
     return sw
-
-
-# -- the training pass's report, per epoch --
-
-
-class _StatsTap:
-    """Wraps a Network's backend for one estimator fit, adding up what each training run reports.
-
-    ``Network.fit``'s callback says the iteration and the error; scikit-learn's
-    loss curve needs the interval's loss, and for multi-output regression its
-    data and penalty parts apart (scikit-learn's squared error averages the
-    outputs; the Network's sums them). The trainer's report holds them
-    (``Stats.values``: [2] the data loss, [3] the rows, [4] the penalty, every
-    step tracked with ``average_loss=True``), so the trainer's runs are tapped
-    here and the sums read at each epoch's callback. This is the one place
-    that knows the trainer protocol.
-    """
-
-    def __init__(self, inner: Any):
-        object.__setattr__(self, "_inner", inner)
-        object.__setattr__(self, "sums", np.zeros(3))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def trainer(self, *args: Any, **kwargs: Any) -> _TapTrainer:
-        return _TapTrainer(self._inner.trainer(*args, **kwargs), self.sums)
-
-    def take(self) -> tuple[float, float, float]:
-        """(data loss, penalty, rows) summed since the last take, and reset."""
-        data, rows, penalty = (float(v) for v in self.sums)
-        self.sums[:] = 0
-        return data, penalty, rows
-
-
-class _TapTrainer:
-    def __init__(self, inner: Any, sums: np.ndarray):
-        object.__setattr__(self, "_inner", inner)
-        object.__setattr__(self, "_sums", sums)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._inner, name, value)
-
-    def run(self, start: int, iterations: int) -> Any:
-        stats = self._inner.run(start, iterations)
-        self._sums += stats.values[2:5]
-        return stats
 
 
 @dataclass(frozen=True)
@@ -532,8 +482,6 @@ class _SigmaNetBase(BaseEstimator):
             },
             backend=p.backend,
         )
-        tap = _StatsTap(net._backend)
-        net._backend = tap  # type: ignore[assignment]  # the tap stands in for the backend, delegating
         start = _Epoch(
             n_iter=0,
             t=t0,
@@ -554,10 +502,12 @@ class _SigmaNetBase(BaseEstimator):
         )
         done = [start]  # done[0]: the last completed epoch (one assignment per epoch)
 
-        def on_epoch(iteration, error):
+        def on_epoch(hist):
+            # the interval's mean loss from the training pass itself (average_loss=True), its data and
+            # penalty parts apart: scikit-learn's squared error averages a regression's outputs, the
+            # Network's sums them
             last = done[0]
-            data, penalty, rows = tap.take()
-            loss = (data / regression_outputs + penalty) / rows
+            loss = hist.data_losses[-1] / regression_outputs + hist.penalties[-1]
             if not math.isfinite(loss):
                 raise ValueError(
                     f"Solver produced a non-finite training loss ({loss}) in epoch {last.n_iter + 1}: "
@@ -643,7 +593,7 @@ class _SigmaNetBase(BaseEstimator):
                     if last.lr_is_schedule and last.t % n == 0:
                         # Network's invscaling is scikit-learn's when epoch e starts after e * n rows
                         schedule, rate = "invscaling", p.learning_rate_init
-                        net = _renumbered(net, tap, (last.t // n) * n_batches)
+                        net = _renumbered(net, (last.t // n) * n_batches)
                     else:
                         remaining = 1  # one epoch at the optimizer's current rate, then the schedule
                 _run_network(net, p, X, Y, sw, out_activation, batch, n, n_batches, shuffle_seed, remaining,
@@ -951,50 +901,45 @@ def _check_split(n: int, fraction: float, labels: np.ndarray | None) -> None:
             )
 
 
-def _renumbered(net: Network, tap: _StatsTap, iteration: int) -> Network:
-    """The same network (weights, optimizer state) at another iteration count, tapped the same way."""
+def _renumbered(net: Network, iteration: int) -> Network:
+    """The same network (weights, optimizer state) at another iteration count."""
     if net.iteration == iteration:
         return net
     state = net.get_state()
     state["iteration"] = iteration
-    fresh = Network.from_state(state, backend=tap._inner.spec)
-    fresh._backend = tap  # type: ignore[assignment]
-    return fresh
+    return Network.from_state(state, backend=net.backend)
 
 
 def _run_network(net, p, X, Y, sw, out_activation, batch, n, n_batches, shuffle_seed, epochs, schedule, rate, on_epoch,
                  causes):  # fmt: skip
-    """One Network.fit over ``epochs`` epochs, one report per epoch; its stuck warnings are collected."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StuckWarning)
-        net.fit(
-            X,
-            Y,
-            iterations=epochs * n_batches,
-            report_every=n_batches,
-            learning_rate=rate,
-            loss=_NET_LOSS[out_activation],
-            reduction="mean",
-            batch_size=None if batch >= n else batch,
-            shuffle=shuffle_seed,
-            optimizer=p.optimizer,
-            momentum=p.momentum,
-            beta_1=p.beta_1,
-            beta_2=p.beta_2,
-            epsilon=p.epsilon,
-            alpha=p.alpha,
-            schedule=schedule,
-            power_t=p.power_t,
-            average_loss=True,
-            sample_weight=sw,
-            callback=on_epoch,
-            warn_stuck=True,
-        )
-    for w in caught:
-        if isinstance(w.message, StuckWarning):
-            causes.append(w.message.cause)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    """One Network.fit over ``epochs`` epochs, one report per epoch; what Network.diagnose finds stuck
+    goes in ``causes`` (no warning: the estimator words its own ConvergenceWarning)."""
+    hist = net.fit(
+        X,
+        Y,
+        iterations=epochs * n_batches,
+        report_every=n_batches,
+        learning_rate=rate,
+        loss=_NET_LOSS[out_activation],
+        reduction="mean",
+        batch_size=None if batch >= n else batch,
+        shuffle=shuffle_seed,
+        optimizer=p.optimizer,
+        momentum=p.momentum,
+        beta_1=p.beta_1,
+        beta_2=p.beta_2,
+        epsilon=p.epsilon,
+        alpha=p.alpha,
+        schedule=schedule,
+        power_t=p.power_t,
+        average_loss=True,
+        sample_weight=sw,
+        on_report=on_epoch,
+        warn_stuck=False,
+    )
+    cause = net.diagnose(X, hist)
+    if cause is not None:
+        causes.append(cause)
 
 
 def _saturation(coefs: list, intercepts: list, X: Any) -> float:

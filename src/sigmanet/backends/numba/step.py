@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import os
 import types as types_
+from typing import Any
 
 import numba
 import numpy as np
@@ -132,7 +133,7 @@ def _gemm_call(typingctx, ptr, order, ta, tb, m, n, k, alpha, a, lda, b, ldb, be
 _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _INV_FACT = [1.0 / math.factorial(i) for i in range(14)]
 F32 = np.float32
-_SIGMOID_CONSTANTS = {
+_SIGMOID_CONSTANTS: dict[int, dict[str, Any]] = {
     64: dict(lo=-708.0, hi=709.0, log2e=_LOG2E, ln2_hi=_LN2_HI, ln2_lo=_LN2_LO, over=709.782712893384,
              taylor=_INV_FACT, bias=1023, shift=52),
     32: dict(lo=-87.0, hi=88.0, log2e=float(F32(1.44269504)), ln2_hi=float(F32(0.693359375)),
