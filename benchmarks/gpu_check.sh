@@ -5,6 +5,9 @@
 #   run (device tool):  bash benchmarks/gpu_check.sh            # from the repository root; writes under $OUT
 #   with Dask's wheels: bash benchmarks/gpu_check.sh --fetch-wheels   # here, once (network); then carry .whl
 #   dry run here:       OUT=/tmp/gpu bash benchmarks/gpu_check.sh    # without CuPy it stops at once, saying so
+#   on the CPU emulator: GPU_CHECK_SMALL=1 PYTHONPATH=tests/cuda_emulation/as_cupy:tests/cuda_emulation \
+#                        OUT=/tmp/gpu bash benchmarks/gpu_check.sh   # every step on tiny sizes, tests and ncu left
+#                        out, bounds x20: the script itself checked before a device session spends minutes on it
 #
 # The device has no pip index and no network: its python3 already holds cupy-cuda13x, numba, numpy,
 # pytest, pytest-timeout, torch and jax (device/KINDS.md), so this runs from the source tree with
@@ -23,7 +26,7 @@
 #      each epilogue kernel's bandwidth, and the eager iteration against its bare GEMMs (target 1.15x);
 #      docs/perf-notes.md ("GPU: count first") has the floor to compare with;
 #   4. sigmanet bench with the GPU peers (PyTorch eager and CUDA graph, JAX), 4 rows to 4M
-#      (gpu-float32/results.json, throughput.png), and 128-row batches of 784-128-10 (gpu-mb/results.json);
+#      (gpu-float32/results.json, throughput.png), and 128-row batches of 784-128-10 on 65536 rows (gpu-mb/results.json);
 #   5. strategy crossovers (fused / graph / eager, pinned by name) for SMALL_LIMIT and GRAPH_LIMIT,
 #      last: each row prints as it is measured, so a cut-short run keeps the rest (crossover.json);
 #   6. a summary of the bench.
@@ -42,6 +45,11 @@ fi
 
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
+SMALL="${GPU_CHECK_SMALL:-}"  # the dry run on the CPU emulator: tiny sizes, no tests, no ncu, longer bounds
+SCALE=1 ROWS=1048576 ITERS=60000 SIZES=4,1024,65536,1048576,4194304 MB_ROWS=65536 CROSS=()
+if [ -n "$SMALL" ]; then SCALE=20 ROWS=2048 ITERS=200 SIZES=4,1024 MB_ROWS=1024 CROSS=(--quick); fi  # JAX needs whole batches
+export SN_ROWS="$ROWS" SN_ITERS="$ITERS"
+bounded() { local s="$1"; shift; timeout "$((s * SCALE))" "$@"; }  # every step's time bound, in seconds
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
@@ -57,12 +65,12 @@ if ! "$PY" -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" 2>"$O
 fi
 rm -f "$OUT/probe.err"  # the device tool brings back at most 8 files
 if compgen -G ".whl/*.whl" >/dev/null; then
-    timeout 10 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/sn-site .whl/*.whl \
+    bounded 10 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/sn-site .whl/*.whl \
         && export PYTHONPATH="$PYTHONPATH:/tmp/sn-site" || echo "gpu_check: the carried wheels did not install"
 fi
 
 echo "== 1. device"
-timeout 10 "$PY" - "$OUT/device.json" <<'EOF' || status=1
+bounded 10 "$PY" - "$OUT/device.json" <<'EOF' || status=1
 import importlib, json, os, subprocess, sys
 import cupy, numpy
 rt = cupy.cuda.runtime
@@ -92,27 +100,30 @@ print(json.dumps(info, indent=2))
 EOF
 
 echo "== 2. CuPy tests"
+if [ -n "$SMALL" ]; then echo "(left out of the dry run: PYTHONPATH=tests/cuda_emulation python -m pytest -p sn_emulated_cupy tests/test_cupy.py runs them here)"; else
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -ra)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 60); fi
-timeout 95 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
+bounded 95 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
 rc1=$?
-timeout 40 "${PYTEST[@]}" -k cupy tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
+bounded 40 "${PYTEST[@]}" -k cupy tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
     tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py tests/test_shuffle.py \
     tests/test_optimizers.py >>"$OUT/pytest.log" 2>&1
 rc2=$?
 grep -E "passed|failed|error" "$OUT/pytest.log" | tail -n 4
 grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -n 30
 [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] || { echo "gpu_check: CuPy tests exited $rc1 / $rc2 (124: timed out)"; status=1; }
+fi
 
 echo "== 3. the seed, ncu, and the GEMMs at 1M x 64-256-16 (checks.log)"
-timeout 25 "$PY" - >"$OUT/checks.log" 2>&1 <<'EOF' || status=1
-import time
+bounded 25 "$PY" - >"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+import os, time
 import numpy as np
 import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend
 from sigmanet.datasets import tutorial_table
 b = get_backend("cupy:fused")
-print("the seed run: 60000 iterations of 3-4-1 on 4 rows, best of 5, compile excluded (target <= 1 us)")
+n = int(os.environ.get("SN_ITERS", 60000))
+print(f"the seed run: {n} iterations of 3-4-1 on 4 rows, best of 5, compile excluded (target <= 1 us)")
 for dtype in ("float64", "float32"):
     X, y = tutorial_table(dtype)
     w = sn.Network([3, 4, 1], seed=1, init="legacy", dtype=dtype).weights
@@ -123,15 +134,15 @@ for dtype in ("float64", "float32"):
         tr.run(0, 10); b.synchronize()
         best = []
         for _ in range(5):
-            t0 = time.perf_counter(); tr.run(10, 60000); b.synchronize(); best.append(time.perf_counter() - t0)
-        results[kind] = (min(best) / 60000 * 1e6, tr.weights()[0][0])
+            t0 = time.perf_counter(); tr.run(10, n); b.synchronize(); best.append(time.perf_counter() - t0)
+        results[kind] = (min(best) / n * 1e6, tr.weights()[0][0])
         print(f"  {dtype} {tr.engine:12s}: {results[kind][0]:.3f} us/iteration (block {32 if tr.warp else tr.block_size})")
     diff = float(np.abs(results["warp"][1] - results["block"][1]).max())
     print(f"  {dtype}: warp / block = {results['warp'][0] / results['block'][0]:.2f}; weights differ by {diff:.2e}")
 EOF
-if [ -z "${SKIP_NCU:-}" ] && command -v ncu >/dev/null; then
+if [ -z "${SKIP_NCU:-}$SMALL" ] && command -v ncu >/dev/null; then
     echo "-- ncu: train_warp then train_small on the seed (float64, 20000 iterations each)" >>"$OUT/checks.log"
-    timeout 30 ncu --clock-control none -k regex:train_ -c 2 \
+    bounded 30 ncu --clock-control none -k regex:train_ -c 2 \
         --metrics smsp__inst_executed.sum,sm__cycles_elapsed.max,smsp__average_warp_latency_issue_stalled_barrier,smsp__average_warp_latency_issue_stalled_short_scoreboard,gpu__time_duration.sum \
         "$PY" -c "
 import sigmanet as sn
@@ -144,13 +155,14 @@ for warp in (True, False):
 " 2>&1 | grep -v "^==PROF==" | grep -E "train_|inst_executed|cycles|stalled|duration" >>"$OUT/checks.log" || true
     echo "   (instructions per iteration: smsp__inst_executed.sum / 20000; the target is <= 150)" >>"$OUT/checks.log"
 fi
-timeout 30 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+bounded 30 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+import os
 import cupy as cp
 import numpy as np
 import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend
 from sigmanet.backends.cupy._cuda import kernels, settings
-rows, f32 = 1 << 20, np.float32
+rows, f32 = int(os.environ.get("SN_ROWS", 1 << 20)), np.float32
 print(f"\n1M x 64-256-16 float32 (rows {rows}): each piece alone, CUDA events, median of 7 after 2 warm-ups")
 rng = cp.random.default_rng(0)
 X = rng.random((rows, 64), dtype=f32); Y = rng.random((rows, 16), dtype=f32)
@@ -199,20 +211,20 @@ EOF
 tail -n 40 "$OUT/checks.log"
 
 echo "== 4. sigmanet bench (GPU, with peers)"
-timeout 75 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
-    --sizes 4,1024,65536,1048576,4194304 --seconds 0.1 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
+bounded 75 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
+    --sizes "$SIZES" --seconds 0.1 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
     || { echo "gpu_check: bench failed or timed out"; status=1; }
-timeout 20 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax --layers 784,128,10 \
-    --batch-size 128 --sizes 60000 --seconds 0.1 --out "$OUT/gpu-mb" >>"$OUT/bench.log" 2>&1 \
+bounded 20 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax --layers 784,128,10 \
+    --batch-size 128 --sizes "$MB_ROWS" --seconds 0.1 --out "$OUT/gpu-mb" >>"$OUT/bench.log" 2>&1 \
     || { echo "gpu_check: mini-batch bench failed or timed out"; status=1; }
 rm -f "$OUT/gpu-mb/throughput.png"  # 8 files come back at most
 tail -n 30 "$OUT/bench.log"
 
 echo "== 5. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
-timeout 20 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 --out "$OUT/crossover.json" || status=1
+bounded 20 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 "${CROSS[@]}" --out "$OUT/crossover.json" || status=1
 
 echo "== 6. summary"
-timeout 5 "$PY" - "$OUT" <<'EOF' || true
+bounded 5 "$PY" - "$OUT" <<'EOF' || true
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 dev = json.loads((out / "device.json").read_text()) if (out / "device.json").exists() else {}

@@ -643,3 +643,30 @@ def test_dask_arrays_of_cupy_chunks_take_every_fit_option(cp, rng, case):
         net = sn.Network([4, 6, 1], backend="cupy", seed=0)
         yd = (yd[:, :1] > 0.5).astype(np.float64)
     net.fit(Xd, yd, iterations=2, **extra)
+
+
+@pytest.mark.slow
+def test_the_device_script_runs_through_on_the_emulator(library, tmp_path):
+    """benchmarks/gpu_check.sh's dry run on tiny sizes (GPU_CHECK_SMALL=1): every step but the tests and
+    ncu runs here on the emulated CuPy, so a device session does not spend its minutes on a script bug."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    here = root / "tests" / "cuda_emulation"
+    out = tmp_path / "out"
+    env = dict(os.environ, GPU_CHECK_SMALL="1", OUT=str(out), PYTHON=sys.executable, SN_EMULATOR_CACHE=str(library[1]),
+               PYTHONPATH=f"{here / 'as_cupy'}:{here}")  # fmt: skip
+    result = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                            env=env, timeout=1200)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["bench.log", "checks.log", "crossover.json", "device.json", "gpu-float32/results.json",
+                     "gpu-float32/throughput.png", "gpu-mb/results.json"]  # fmt: skip
+    checks = (out / "checks.log").read_text()
+    assert "warp / block" in checks and "ours/cuBLAS" in checks and "its bare GEMMs" in checks
+    records = json.loads((out / "gpu-float32" / "results.json").read_text())["records"]
+    engines = {r["rows"]: r["strategy"] for r in records if r["backend"] == "cupy"}
+    assert engines[4] == "fused:warp", engines
+    assert json.loads((out / "crossover.json").read_text())["cases"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -389,10 +390,14 @@ def from_dlpack(x):
 
 
 class Event:
+    """Records the host clock (every operation here completes at once, so that is when it ran)."""
+
     def __init__(self, block=False, disable_timing=False, interprocess=False):
         self.done = True
+        self.time = time.perf_counter()
 
     def record(self, stream=None):
+        self.time = time.perf_counter()
         return self
 
     def synchronize(self):
@@ -400,7 +405,8 @@ class Event:
 
 
 def get_elapsed_time(start, end):
-    return 0.0
+    """Milliseconds between two recorded events."""
+    return max(1e-6, (end.time - start.time) * 1e3)
 
 
 class Graph:
@@ -460,7 +466,7 @@ class Stream:
         pass
 
     def record(self, event=None):
-        return event or Event()
+        return (event or Event()).record(self)
 
     def wait_event(self, event):
         pass
@@ -696,6 +702,32 @@ def _library_for(code, options, names) -> emulator.Library:
     return _Config.libraries[key]
 
 
+# -- random numbers: NumPy's generators, their arrays on the device --
+
+
+class _Generator:
+    def __init__(self, seed=None):
+        self._g = np.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        fn = getattr(self._g, name)
+
+        def draw(*args, **kwargs):
+            return _wrap(fn(*args, **kwargs))
+
+        return draw
+
+
+def _random_module():
+    rnd = types.ModuleType("cupy.random")
+    rnd.default_rng = _Generator
+    legacy = _Generator(0)
+    for name in ("random", "rand", "randn", "standard_normal", "integers", "uniform", "normal"):
+        setattr(rnd, name, getattr(legacy, name if name not in ("rand", "randn") else
+                                   {"rand": "random", "randn": "standard_normal"}[name]))  # fmt: skip
+    return rnd
+
+
 # -- the module objects --
 
 
@@ -746,14 +778,17 @@ def _make_modules():
     graph.Graph = Graph
     cuda.graph = graph
     mod.cuda = cuda
-    return {"cupy": mod, "cupy.cuda": cuda, "cupy.cuda.runtime": cuda.runtime, "cupy.cuda.graph": graph}
+    mod.random = _random_module()
+    return {"cupy": mod, "cupy.cuda": cuda, "cupy.cuda.runtime": cuda.runtime, "cupy.cuda.graph": graph,
+            "cupy.random": mod.random}  # fmt: skip
 
 
 @contextlib.contextmanager
 def installed(devices: int = 1, library: emulator.Library | None = None, build_dir=None):
     """``cupy`` is this fake inside the block (any real CuPy is put back after); caches that hold a CuPy
     module or compiled kernels are cleared on the way in and out."""
-    saved = {k: sys.modules.get(k) for k in ("cupy", "cupy.cuda", "cupy.cuda.runtime", "cupy.cuda.graph", "cupyx")}
+    names = ("cupy", "cupy.cuda", "cupy.cuda.runtime", "cupy.cuda.graph", "cupy.random", "cupyx")
+    saved = {k: sys.modules.get(k) for k in names}
     _Config.devices = devices
     _Config.library = library
     _Config.build_dir = build_dir
@@ -789,6 +824,19 @@ def _clear_caches():
         _cuda.kernels.cache_clear()
     except (ImportError, AttributeError):
         pass
+
+
+def session_library(folder) -> emulator.Library:
+    """A library of the up-front kernels and every instance earlier sessions built lazily (wanted.txt)."""
+    from sigmanet.backends.cupy import _cuda
+
+    folder = Path(folder)
+    wanted = folder / "wanted.txt"
+    names = [f"{n}<{T}>" for T in ("float", "double") for n in _cuda._NAMES]
+    names += wanted.read_text().split("\n") if wanted.exists() else []
+    lib = emulator.build(_cuda.kernel_source(), [n for n in names if n.strip()], _cuda.compile_options(), folder)
+    lib.code = _cuda.kernel_source()
+    return lib
 
 
 def launches() -> list:

@@ -14,7 +14,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import emulator
 import fake_cupy
 
 _context = None
@@ -22,16 +21,9 @@ _context = None
 
 def pytest_configure(config):
     global _context
-    from sigmanet.backends.cupy import _cuda
-
     folder = Path(os.environ.get("SN_EMULATOR_CACHE", Path(tempfile.gettempdir()) / "sigmanet-cuda-emulator"))
-    wanted = folder / "wanted.txt"
-    names = [f"{n}<{T}>" for T in ("float", "double") for n in _cuda._NAMES]
-    names += wanted.read_text().split("\n") if wanted.exists() else []
-    lib = emulator.build(_cuda.kernel_source(), [n for n in names if n.strip()], _cuda.compile_options(), folder)
-    lib.code = _cuda.kernel_source()
-    _context = fake_cupy.installed(devices=int(os.environ.get("SN_EMULATOR_DEVICES", "1")), library=lib,
-                                   build_dir=folder)  # fmt: skip
+    _context = fake_cupy.installed(devices=int(os.environ.get("SN_EMULATOR_DEVICES", "1")),
+                                   library=fake_cupy.session_library(folder), build_dir=folder)  # fmt: skip
     _context.__enter__()
 
 
