@@ -50,7 +50,9 @@ from .strategy import cache_folder
 # Generated modules kept in the cache folder (each with its numba cache, ~0.5 MB).
 MAX_GENERATED = 64
 # The pieces whose bodies are inlined (they are called as statements in the loop).
-PIECES = ("gemm", "csr_forward", "csr_gradient", "activate", "output_delta", "hidden_delta", "bias_gradient")
+PIECES = (
+    "gemm", "csr_forward", "csr_gradient", "activate", "output_delta", "hidden_delta", "bias_gradient", "update_span",
+)  # fmt: skip
 FLAGS = (
     "output",
     "loss",

@@ -428,9 +428,12 @@ def bias_gradient(G, g0, D, d0, m, n, first):
 
 
 @inline_always
-def update_one(par, gsum, decay, S, idx, optimizer, lr_r, r, lr_corr, mu, b1, b2, guard):
+def update_one(par, gsum, decay, S, idx, optimizer, lr_r, r, lr_corr, mu, b1, b2, c1, c2, guard):
     """Parameter ``par``'s new value from its ascent sum ``gsum``, by the rule ``optimizer``
     (0 sgd, 1 momentum, 2 nesterov, 3 adam; scikit-learn's rules, as :func:`sigmanet.optimizers.update`).
+    Every number is in the parameters' dtype (no float64 detour for float32 nets); ``c1`` and ``c2``
+    are ``1 - b1`` and ``1 - b2`` computed in float64 and rounded once, as NumPy's ``(1 - beta_1) * g``
+    on a float32 array does.
 
     Local names here are unique in the module: numba's parallel lowering types variables by name
     across inlined pieces.
@@ -439,19 +442,36 @@ def update_one(par, gsum, decay, S, idx, optimizer, lr_r, r, lr_corr, mu, b1, b2
         gsum = gsum - decay * par
     if optimizer == 3:
         grad = -r * gsum
-        mom = b1 * S[0, idx] + (1 - b1) * grad
-        sq = b2 * S[1, idx] + (1 - b2) * (grad * grad)
-        S[0, idx] = mom
-        S[1, idx] = sq
+        mom = b1 * S[0, _u(idx)] + c1 * grad
+        sq = b2 * S[1, _u(idx)] + c2 * (grad * grad)
+        S[0, _u(idx)] = mom
+        S[1, _u(idx)] = sq
         return par - lr_corr * mom / (math.sqrt(sq) + guard)
     stp = lr_r * gsum
     if optimizer == 0:
         return par + stp
-    vel = mu * S[0, idx] + stp
-    S[0, idx] = vel
+    vel = mu * S[0, _u(idx)] + stp
+    S[0, _u(idx)] = vel
     if optimizer == 1:
         return par + vel
     return par + (mu * vel + stp)
+
+
+@inline
+def update_span(P, G, S, lo, hi, nW, nP, T, optimizer, decay_w, lr_r, r_, lr_corr, mu, b1, b2, c1, c2, eps_):
+    """P[lo:hi] <- each parameter's rule on its ascent sum (the T threads' sums of G added first, in
+    thread order); the L2 decay on the weights (P[:nW]) only. ``optimizer`` is a constant at each call
+    site, so every rule's loop is branch-free and vectorised."""
+    for t_u in range(1, T):
+        for q in range(lo, hi):
+            G[_u(q)] += G[_u(t_u * nP + q)]
+    zero_u = P.dtype.type(0)
+    for q in range(lo, min(hi, nW)):
+        P[_u(q)] = update_one(P[_u(q)], G[_u(q)], decay_w, S, q, optimizer, lr_r, r_, lr_corr, mu, b1, b2, c1, c2,
+                               eps_)  # fmt: skip
+    for q in range(max(lo, nW), hi):
+        P[_u(q)] = update_one(P[_u(q)], G[_u(q)], zero_u, S, q, optimizer, lr_r, r_, lr_corr, mu, b1, b2, c1, c2,
+                               eps_)  # fmt: skip
 
 
 # -- the interval loop -----------------------------------------------------------------------------
@@ -637,24 +657,27 @@ def interval_loop(data, state, layout, start, iterations, options):
         step += 1
         corr = math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step) if optimizer == 3 else 1.0
         real = P.dtype.type
-        zero = real(0)
         lr_r = real(lr * r)
         r_ = real(r)
         lr_corr = real(lr * corr)
         mu = real(momentum)
         b1 = real(beta_1)
         b2 = real(beta_2)
+        c1 = real(1.0 - beta_1)
+        c2 = real(1.0 - beta_2)
         eps_ = real(epsilon)
         decay_w = real(alpha)
         for share in prange(T):
             lo = share * nP // T
             hi = (share + 1) * nP // T
-            for q in range(lo, hi):
-                gq = G[q]
-                for t in range(1, T):
-                    gq += G[t * nP + q]
-                P[q] = update_one(P[q], gq, decay_w if q < nW else zero, S, q, optimizer, lr_r, r_, lr_corr, mu, b1,
-                                  b2, eps_)  # fmt: skip
+            if optimizer == 0:  # each rule its own call: a constant there
+                update_span(P, G, S, lo, hi, nW, nP, T, 0, decay_w, lr_r, r_, lr_corr, mu, b1, b2, c1, c2, eps_)
+            elif optimizer == 1:
+                update_span(P, G, S, lo, hi, nW, nP, T, 1, decay_w, lr_r, r_, lr_corr, mu, b1, b2, c1, c2, eps_)
+            elif optimizer == 2:
+                update_span(P, G, S, lo, hi, nW, nP, T, 2, decay_w, lr_r, r_, lr_corr, mu, b1, b2, c1, c2, eps_)
+            else:
+                update_span(P, G, S, lo, hi, nW, nP, T, 3, decay_w, lr_r, r_, lr_corr, mu, b1, b2, c1, c2, eps_)
     return step
 
 
