@@ -305,12 +305,7 @@ class ReferenceBackend(Backend):
         sample_weight: Any = None,
         optimizer: Any = None,
     ) -> Trainer:
-        """A trainer holding this fit's arrays; ``X``, ``y`` as the user gave them (validated).
-
-        ``optimizer``: the network's :class:`sigmanet.optimizers.OptimizerState`
-        (None: fresh). Raises MemoryError first when its buffers cannot fit
-        (:meth:`check_memory`).
-        """
+        """:meth:`Backend.trainer`: the reference loop's trainer, after the memory check."""
         dt = np.dtype(weights[0].dtype)
         m = rows_per_step(X.shape[0], config.batch_size)
         units = sum(w.shape[1] for w in weights)
@@ -331,7 +326,7 @@ class ReferenceBackend(Backend):
         config: TrainConfig,
         sample_weight: Any = None,
     ) -> Gradients:
-        """The gradient over every row of (X, y), no step taken (see :class:`Gradients`)."""
+        """:meth:`Backend.gradients` by the reference loop."""
         dt = np.dtype(weights[0].dtype)
         sw = None if sample_weight is None else self.to_device(sample_weight, dt)
         whole = dataclasses.replace(config, batch_size=None)
