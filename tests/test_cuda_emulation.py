@@ -625,14 +625,10 @@ def test_dask_arrays_of_cupy_chunks_train_where_they_live_like_in_memory(cp, rng
     assert any(launch.name.startswith("forward_sigmoid") for launch in fake_cupy.launches())  # the fused kernels
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="backends/dask.py converts CuPy chunks' results with NumPy: to_host (the stuck check), column_range "
-    "and scale (scale_inputs), class_weights (a NumPy table indexed by CuPy labels); see the GPU report",
-)
 @pytest.mark.parametrize("case", ["warn_stuck", "scale_inputs", "class_weight"])
 def test_dask_arrays_of_cupy_chunks_take_every_fit_option(cp, rng, case):
+    """The stuck check, scale_inputs and class_weight on CuPy chunks: each computed in the chunks' own
+    library and copied back explicitly (NumPy's implicit conversion of a CuPy array is refused)."""
     import sigmanet as sn
 
     (X, y, sw), (Xd, yd, swd) = _dask_tables(cp, rng)
@@ -642,7 +638,12 @@ def test_dask_arrays_of_cupy_chunks_take_every_fit_option(cp, rng, case):
     if case == "class_weight":
         net = sn.Network([4, 6, 1], backend="cupy", seed=0)
         yd = (yd[:, :1] > 0.5).astype(np.float64)
-    net.fit(Xd, yd, iterations=2, **extra)
+    hist = net.fit(Xd, yd, iterations=2, **extra)
+    assert len(hist.errors) == 1 and np.isfinite(hist.errors[0]) and all(np.isfinite(w).all() for w in net.weights)
+    if case == "scale_inputs":
+        lo, hi = net.input_range
+        np.testing.assert_array_equal(lo, X.min(axis=0))
+        np.testing.assert_array_equal(hi, X.max(axis=0))
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ import dask.array as da
 import numpy as np
 
 from .. import optimizers
+from .._arrays import array_namespace
 from .._plan import STATS_SIZE, Stats, TrainConfig, batch_bounds, learning_rate_at, reduction_factor
 from .base import Backend, Gradients, Trainer
 
@@ -131,7 +132,7 @@ class DaskBackend(Backend):
         labels = y[:, 0].astype(np.int64) if y.shape[1] == 1 else y.argmax(axis=1)
         if isinstance(class_weight, str):
             check_choice("class_weight", class_weight, ("balanced",))
-            counts = np.asarray(_compute(da.bincount(labels, minlength=n_classes))[0])
+            counts = _host(_compute(da.bincount(labels, minlength=n_classes))[0])
             present = counts > 0
             table = np.where(present, y.shape[0] / (present.sum() * np.maximum(counts, 1)), 0.0)
         else:
@@ -140,18 +141,29 @@ class DaskBackend(Backend):
                 if not 0 <= int(key) < n_classes:
                     raise ValueError(f"class_weight names class {key}, which y does not have (0 .. {n_classes - 1})")
                 table[int(key)] = check_real(f"class_weight[{key}]", weight, 0.0, np.inf, high_open=True)
-        return labels.map_blocks(lambda b: table[b], dtype=np.float64)
+        return labels.map_blocks(lambda b: array_namespace(b).asarray(table)[b], dtype=np.float64)
 
     def column_range(self, X):
         """Each column's (min, max), in one pass over the chunks."""
         lo, hi = _compute(X.min(axis=0), X.max(axis=0))
-        return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        return _host(lo).astype(np.float64), _host(hi).astype(np.float64)
 
     def scale(self, X, input_range, dtype):
         """X scaled by the input range, lazily, chunk by chunk."""
         lo, hi = input_range
         span = np.where(hi > lo, hi - lo, 1.0)
-        return X.map_blocks(lambda b: ((b - lo) / span).astype(dtype), dtype=dtype)
+
+        def scaled(b):  # in the chunk's own library (NumPy or CuPy)
+            xp = array_namespace(b)
+            return ((b - xp.asarray(lo)) / xp.asarray(span)).astype(dtype)
+
+        return X.map_blocks(scaled, dtype=dtype)
+
+    def to_host(self, a):
+        """A Dask array computed, as a host NumPy array (whatever its chunks' library)."""
+        if _is_dask(a):
+            (a,) = _compute(a)
+        return _host(a)
 
     def to_device(self, a, dtype):
         """A lazy cast to the network's dtype: the data stays where its chunks live."""
@@ -206,6 +218,11 @@ def _checked(name, a, n_cols):
 def _on(worker):
     """Placement for a task: on ``worker`` if it can, elsewhere if that worker is gone."""
     return {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+
+
+def _host(a):
+    """A computed chunk's result on the host: CuPy's copied back, anything else as a NumPy array."""
+    return a.get() if type(a).__module__.split(".")[0] == "cupy" else np.asarray(a)
 
 
 def _compute(*collections):
