@@ -1,5 +1,6 @@
 """Save and load: exact, portable across backends, atomic, verified."""
 
+import contextlib
 import io
 import json
 import os
@@ -217,6 +218,9 @@ def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path, rn
     finally:
         proc.kill()
         proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()
     survivor = sn.load(path)
     assert survivor.layers == (256, 512, 256, 64)
     assert saves_in(survivor) in (kill_at - 1, kill_at)  # the last whole save: before the kill, or the one it missed

@@ -727,8 +727,6 @@ def test_the_docs_render_option_names_with_two_hyphens_and_without_warnings(comm
 
 def test_saved_models_get_the_users_umask(tmp_path, xor_csv):
     """Issue 25.11, through the command line."""
-    import os
-
     model = tmp_path / "m.npz"
     for umask, mode in ((0o027, 0o640), (0o002, 0o664)):
         model.unlink(missing_ok=True)
@@ -737,7 +735,7 @@ def test_saved_models_get_the_users_umask(tmp_path, xor_csv):
             + ["--backend", "numpy", "--save", str(model)],
             capture_output=True,
             text=True,
-            preexec_fn=lambda umask=umask: os.umask(umask),
+            umask=umask,  # no preexec_fn: no Python-level fork beside JAX's or numba's threads
         )
         assert r.returncode == 0, r.stderr
         assert model.stat().st_mode & 0o777 == mode

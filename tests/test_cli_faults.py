@@ -125,6 +125,7 @@ def test_a_closed_pipe_does_not_lose_the_model(tmp_path, table):
     )
     proc.stdout.close()  # the reader is gone before anything is printed
     err = proc.stderr.read().decode()
+    proc.stderr.close()
     proc.wait(timeout=60)
     assert proc.returncode == 141 and "Traceback" not in err, err
     assert sn.load(model).iteration == 20
