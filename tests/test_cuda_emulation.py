@@ -536,6 +536,24 @@ def test_shuffled_epochs_gather_rows_on_every_single_launch_kernel(cp, rng):
             _agree(tr, ref, [(epoch * 3, 3)], "float64")
 
 
+def test_the_graph_recaptures_when_the_rows_move_to_their_shuffled_copy(cp, rng):
+    """The first set_row_order gives the trainer new buffers: a graph captured before must not read the old."""
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    X, y, w, b, sw = _problem(rng, [3, 5, 2], 30, "sigmoid", "float64", True, True)
+    config = TrainConfig(reduction="mean", optimizer="momentum", learning_rate=0.3)
+    tr = CupyBackend(strategy="graph").trainer(w, b, X, y, config, sw)
+    ref = NumpyBackend().trainer(w, b, X, y, config, sw)
+    _agree(tr, ref, [(0, 2)], "float64")
+    first = tr.graph
+    for epoch in range(2):
+        order = np.random.default_rng([5, epoch]).permutation(30)
+        tr.set_row_order(order)
+        ref.set_row_order(order)
+        _agree(tr, ref, [(2 + epoch, 1)], "float64")
+    assert tr.graph is not first and tr.graph_error is None
+
+
 # -- streams and devices ---------------------------------------------------------------------------
 
 

@@ -396,12 +396,17 @@ class CupyGemmTrainer(ReferenceTrainer):
                 finally:
                     graph = self.capture_stream.end_capture()
             self.graph = graph
+            self._graph_inputs = (self.X, self.y, self.sw)
         except Exception as e:
             self.use_graph, self.graph_error = False, f"{type(e).__name__}: {e}"
 
     def run(self, start, iterations):
         cp = self.xp
         with cp.cuda.Device(self.device_id), self.backend.stream_scope():
+            if self.graph is not None and any(
+                a is not b for a, b in zip(self._graph_inputs, (self.X, self.y, self.sw))
+            ):
+                self.graph = None  # the rows moved to new buffers (a first set_row_order): capture again
             if self.use_graph and self.graph is None:
                 self._capture()
             if not self.use_graph:
