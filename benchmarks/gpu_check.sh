@@ -103,6 +103,8 @@ echo "== 2. CuPy tests"
 if [ -n "$SMALL" ]; then echo "(left out of the dry run: PYTHONPATH=tests/cuda_emulation python -m pytest -p sn_emulated_cupy tests/test_cupy.py runs them here)"; else
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -ra)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 60); fi
+# 8 processes: NVRTC compiles each new kernel instance on a CPU core, the GPU is shared (CuPy's disk cache too)
+if "$PY" -c "import xdist" 2>/dev/null; then PYTEST+=(-n 8); fi
 bounded 95 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
 rc1=$?
 bounded 40 "${PYTEST[@]}" -k cupy tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
