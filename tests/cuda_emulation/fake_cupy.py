@@ -114,6 +114,15 @@ def _unwrap(x, where):
     return x
 
 
+def _key(key):
+    """An index: device arrays unwrapped; NumPy index arrays allowed (CuPy copies them to the device)."""
+    if isinstance(key, tuple):
+        return tuple(_key(k) for k in key)
+    if isinstance(key, np.ndarray):
+        return key
+    return _unwrap(key, "indexing")
+
+
 def _wrap(r, base=None):
     if isinstance(r, np.ndarray):
         return ndarray(r, _current_device() if base is None else base._device)
@@ -182,6 +191,21 @@ class ndarray:
 
     def __array_function__(self, func, types_, args, kwargs):
         _no_capture(func.__name__)
+        # np.array(host, like=device_array) reaches here (NEP 35, `like` already removed): CuPy makes a device
+        # array of it, as these creation functions do
+        maker = {
+            np.array: array,
+            np.asarray: asarray,
+            np.asanyarray: asarray,
+            np.ascontiguousarray: ascontiguousarray,
+            np.empty: empty,
+            np.zeros: zeros,
+            np.ones: ones,
+            np.full: full,
+            np.arange: arange,
+        }.get(func)
+        if maker is not None:
+            return maker(*args, **kwargs)
         return _wrap(func(*_unwrap(args, func.__name__), **{k: _unwrap(v, func.__name__) for k, v in kwargs.items()}))
 
     def __getattr__(self, name):
@@ -207,14 +231,14 @@ class ndarray:
         return _wrap(value, self)
 
     def __getitem__(self, key):
-        r = self._a[_unwrap(key, "indexing")]
+        r = self._a[_key(key)]
         if isinstance(r, np.ndarray) and not np.shares_memory(r, self._a):
             _no_capture("fancy indexing")
         return _wrap(r, self)
 
     def __setitem__(self, key, value):
         _no_capture("item assignment")
-        self._a[_unwrap(key, "indexing")] = value._a if isinstance(value, ndarray) else value
+        self._a[_key(key)] = value._a if isinstance(value, ndarray) else value
 
     def __len__(self):
         return len(self._a)
