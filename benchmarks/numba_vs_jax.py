@@ -58,7 +58,8 @@ def data(layers, rows, dtype):
 
 
 def sigmanet_runner(engine, case):
-    """(run(n), label) for one of sigmanet's backends: n iterations through the backend's trainer."""
+    """(run(n), reset(), label) for one of sigmanet's backends: n iterations through the backend's
+    trainer; reset() starts again from the initial weights (a fresh trainer)."""
     from sigmanet._plan import TrainConfig
     from sigmanet.backends import get_backend
     from sigmanet.network import init_weights
@@ -71,9 +72,14 @@ def sigmanet_runner(engine, case):
     config = TrainConfig(
         learning_rate=rate(optimizer), reduction="mean", loss=loss, batch_size=batch, optimizer=optimizer
     )
-    trainer = backend.trainer(weights, biases, X, y, config)
-    trainer.run(0, 2)
-    return (lambda n: trainer.run(0, n)), getattr(trainer, "engine", engine)
+    box = {}
+
+    def reset():
+        box["t"] = backend.trainer([w.copy() for w in weights], [b.copy() for b in biases], X, y, config)
+
+    reset()
+    box["t"].run(0, 2)
+    return (lambda n: box["t"].run(0, n)), reset, getattr(box["t"], "engine", engine)
 
 
 def jax_runner(case):
@@ -129,28 +135,35 @@ def jax_runner(case):
             return jax.lax.fori_loop(0, n, step, state)
 
     zeros = tuple(jnp.zeros_like(p) for p in W0 + B0)
-    box = {"s": (W0, B0, zeros, zeros, jnp.asarray(0.0, dtype))}
+    box = {}
+
+    def reset():
+        box["s"] = (W0, B0, zeros, zeros, jnp.asarray(0.0, dtype))
 
     def run(n):
         box["s"] = interval(box["s"], n)
         jax.block_until_ready(box["s"])
 
+    reset()
     run(2)
-    return run, f"jax {jax.__version__}"
+    return run, reset, f"jax {jax.__version__}"
 
 
 def runner(engine, case):
     return jax_runner(case) if engine == "jax" else sigmanet_runner(engine, case)
 
 
-def per_iteration(run, rounds, budget=0.05):
-    """Best seconds per iteration over ``rounds`` runs of about ``budget`` seconds each."""
+def per_iteration(run, reset, rounds, budget=0.05):
+    """Best seconds per iteration over ``rounds`` runs of about ``budget`` seconds each, each from the
+    initial weights (a run that drifted into saturated units would time denormal arithmetic instead)."""
+    reset()
     t0 = time.perf_counter()
     run(2)
     per = max((time.perf_counter() - t0) / 2, 1e-8)
     n = max(2, int(budget / per))
     best = float("inf")
     for _ in range(rounds):
+        reset()
         t0 = time.perf_counter()
         run(n)
         best = min(best, (time.perf_counter() - t0) / n)
@@ -168,10 +181,10 @@ def together(names, rounds):
                 continue
         best = {e: float("inf") for e in runs}
         for _ in range(rounds):  # interleaved: every engine sees the same machine
-            for engine, (run, _) in runs.items():
-                best[engine] = min(best[engine], per_iteration(run, 1))
-        out[name] = {e: {"seconds": best[e], "label": runs[e][1]} for e in runs}
-        print(json.dumps({"together": name, **{e: round(v["seconds"] * 1e6, 1) for e, v in out[name].items()}}))
+            for engine, (run, reset, _) in runs.items():
+                best[engine] = min(best[engine], per_iteration(run, reset, 1))
+        out[name] = {e: {"seconds": best[e], "label": runs[e][2]} for e in runs}
+        print(json.dumps({"together": name, **{e: float(f"{v['seconds'] * 1e6:.4g}") for e, v in out[name].items()}}))
     return out
 
 
@@ -182,8 +195,8 @@ def alone(names, rounds):
             here = os.path.dirname(os.path.abspath(__file__))
             code = (
                 f"import json, sys; sys.path.insert(0, {here!r}); import numba_vs_jax as b; "
-                f"run, label = b.runner({engine!r}, b.CASES[{name!r}]); "
-                f"print(json.dumps({{'seconds': b.per_iteration(run, {rounds}), 'label': label}}))"
+                f"run, reset, label = b.runner({engine!r}, b.CASES[{name!r}]); "
+                f"print(json.dumps({{'seconds': b.per_iteration(run, reset, {rounds}), 'label': label}}))"
             )
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if proc.returncode != 0:
@@ -191,7 +204,7 @@ def alone(names, rounds):
                     continue
                 raise RuntimeError(proc.stderr)
             out[name][engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(json.dumps({"alone": name, **{e: round(v["seconds"] * 1e6, 1) for e, v in out[name].items()}}))
+        print(json.dumps({"alone": name, **{e: float(f"{v['seconds'] * 1e6:.4g}") for e, v in out[name].items()}}))
     return out
 
 
@@ -231,8 +244,8 @@ def main(argv=None):
             return r[other]["seconds"] / r["numba"]["seconds"] if other in r else float("nan")
 
         print(
-            f"{name:40s} {t['numba']['seconds'] * 1e6:9.1f} {t['numpy']['seconds'] * 1e6:9.1f} "
-            f"{t.get('jax', {}).get('seconds', float('nan')) * 1e6:8.1f} "
+            f"{name:40s} {t['numba']['seconds'] * 1e6:9.4g} {t['numpy']['seconds'] * 1e6:9.4g} "
+            f"{t.get('jax', {}).get('seconds', float('nan')) * 1e6:8.4g} "
             f"{ratio(t, 'jax'):5.2f}/{ratio(a, 'jax'):<5.2f}  {ratio(t, 'numpy'):5.2f}/{ratio(a, 'numpy'):<5.2f}"
             f"  ({t['numba']['label']})"
         )
