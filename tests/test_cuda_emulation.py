@@ -667,12 +667,6 @@ def test_dask_arrays_of_cupy_chunks_take_every_fit_option(cp, rng, case):
         np.testing.assert_array_equal(hi, X.max(axis=0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="backends/dask.py's predict brings each CuPy chunk's outputs to the host (meta NumPy), so error() "
-    "subtracts NumPy outputs from CuPy targets; see the GPU report",
-)
 def test_dask_arrays_of_cupy_chunks_predict_as_cupy_and_measure_the_error(cp, rng):
     import sigmanet as sn
 

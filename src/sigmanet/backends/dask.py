@@ -178,8 +178,10 @@ class DaskBackend(Backend):
         return abs(y.astype(out.dtype) - out).mean()
 
     def predict(self, weights, biases, X, output: str = "sigmoid"):
-        """A Dask array of the outputs, computed block by block where X's chunks live."""
+        """A Dask array of the outputs, computed block by block where X's chunks live, each block of its
+        chunk's library (CuPy chunks give CuPy outputs)."""
         n_out = weights[-1].shape[1]
+        like = array_namespace(X._meta)
         return X.map_blocks(
             _predict_block,
             type(self.inner),
@@ -189,7 +191,7 @@ class DaskBackend(Backend):
             output,
             chunks=(X.chunks[0], (n_out,)),
             dtype=X.dtype,
-            meta=np.empty((0, n_out), X.dtype),
+            meta=like.empty((0, n_out), X.dtype),
         )
 
     def trainer(self, weights, biases, X, y, config: TrainConfig, sample_weight=None, optimizer=None) -> Trainer:
@@ -234,7 +236,8 @@ def _compute(*collections):
 
 def _predict_block(block, backend_class, threads, weights, biases, output):
     be = backend_class(threads=threads)
-    return be.to_host(be.predict(weights, biases, be.to_device(block, block.dtype), output))
+    out = be.predict(weights, biases, be.to_device(block, block.dtype), output)
+    return out if array_namespace(block) is array_namespace(out) else be.to_host(out)
 
 
 def _partial_gradient(backend_class, threads, strategy, weights, biases, xs, ys, sws, slices, config):
