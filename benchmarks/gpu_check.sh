@@ -24,7 +24,7 @@
 #      compile excluded; target <= 1 us), ncu's instructions per iteration for both (unless SKIP_NCU),
 #      and at 1M x 64-256-16 float32 each GEMM timed alone (cuBLAS and gemm_tiled with its epilogue),
 #      each epilogue kernel's bandwidth, and the eager iteration against its bare GEMMs (target 1.15x);
-#      docs/perf-notes.md ("GPU: count first") has the floor to compare with;
+#      docs/perf-notes.md ("GPU round 3") has the floor to compare with; momentum and Adam against sgd;
 #   4. sigmanet bench with the GPU peers (PyTorch eager and CUDA graph, JAX), 4 rows to 4M
 #      (gpu-float32/results.json, throughput.png), and 128-row batches of 784-128-10 on 65536 rows (gpu-mb/results.json);
 #   5. strategy crossovers (fused / graph / eager, pinned by name) for SMALL_LIMIT and GRAPH_LIMIT,
@@ -105,7 +105,7 @@ PYTEST=("$PY" -m pytest -q -p no:cacheprovider -m "not slow or slow" -ra)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 60); fi
 # 8 processes: NVRTC compiles each new kernel instance on a CPU core, the GPU is shared (CuPy's disk cache too)
 if "$PY" -c "import xdist" 2>/dev/null; then PYTEST+=(-n 8); fi
-bounded 95 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
+bounded 85 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
 rc1=$?
 bounded 40 "${PYTEST[@]}" -k cupy tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
     tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py tests/test_shuffle.py \
@@ -209,6 +209,17 @@ w = [cp.asnumpy(W1), cp.asnumpy(W2)]
 tr = get_backend("cupy:eager").trainer(w, None, X, Y, TrainConfig(reduction="mean"))
 it = ms(lambda: tr.run(0, 3)) / 3
 print(f"eager iteration (cuBLAS + fused epilogues): {it:.3f} ms = {it / total:.2f}x its bare GEMMs (target <= 1.15)")
+EOF
+bounded 10 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+from sigmanet.bench import bench_backend
+print("\nthe optimizers against plain gradient descent (issue 22: momentum and Adam at most 1.15x sgd per iteration)")
+for rows, layers, batch in ((1024, [64, 256, 16], None), (65536, [784, 128, 10], 128)):
+    base = None
+    for optimizer in ("sgd", "momentum", "adam"):
+        rec = bench_backend("cupy", rows, "float32", layers=layers, min_seconds=0.05, batch_size=batch, optimizer=optimizer)
+        base = base or rec.seconds_per_iteration
+        print(f"  {rows} x {'-'.join(map(str, layers))} batch {batch or 'full'} {optimizer:9s}"
+              f"{rec.seconds_per_iteration * 1e6:9.2f} us/it  {rec.seconds_per_iteration / base:.2f}x sgd  ({rec.strategy})")
 EOF
 tail -n 40 "$OUT/checks.log"
 
