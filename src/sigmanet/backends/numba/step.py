@@ -507,10 +507,11 @@ def thread_chunks(t, data, state, layout, r0, m, flags):
         if gathered and not sparse:
             x_in = A
             x0 = base
-            for ii in range(mc):
-                xrow = order[q0 + ii]
+            for ii in range(mc):  # unsigned indices: a vectorised copy per row
+                xrow = order[_u(q0 + ii)] * n0
+                arow = base + ii * n0
                 for pp in range(n0):
-                    A[base + ii * n0 + pp] = X[xrow * n0 + pp]
+                    A[_u(arow + pp)] = X[_u(xrow + pp)]
         # forward: a[k+1] = act(a[k] @ W[k] + b[k])
         for k in range(L):
             nin, nout = sizes[k], sizes[k + 1]
