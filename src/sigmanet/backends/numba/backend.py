@@ -171,6 +171,9 @@ class NumbaTrainer(Trainer):
         self.layout = (np.array(self.sizes, np.int64), np.array(woff, np.int64), np.array(boff, np.int64),
                        np.array(aoff, np.int64), self.nW, cr, T, self.ptr)  # fmt: skip
         self._specialised_for: tuple | None = None
+        self._no_sw, self._no_order = np.zeros(1, dt), np.zeros(1, np.int64)
+        self._prepared_for: tuple | None = None  # (config, gathered, update): what _prepared holds
+        self._prepared: tuple = ()
         self.fn = None if engine == "specialised" else (_step().parallel if T > 1 else _step().serial)
 
     def _options(self, update: bool) -> tuple:
@@ -189,22 +192,35 @@ class NumbaTrainer(Trainer):
         data = (
             self._Xflat,
             self.y.reshape(-1),
-            np.zeros(1, self.dtype) if self.sw is None else self.sw,
-            np.zeros(1, np.int64) if self.order is None else self.order,
+            self._no_sw if self.sw is None else self.sw,
+            self._no_order if self.order is None else self.order,
             self.Xp,
             self.Xi,
             self.Xd,
         )
         state = (self.P, self.G, self.S, self.stats, self.totals, self.part, self.A, self.D)
-        options = self._options(update)
+        fn, second, options, at = self._function(update)
+        options = (*options[:at], self.step, *options[at + 1 :])  # the one option that moves every call
         blas = self.backend.blas_limit(1) if self.ptr else contextlib.nullcontext()
         lock = _WORKQUEUE if self.T > 1 and _needs_lock() else contextlib.nullcontext()
         with blas, lock:
+            return int(fn(data, state, second, start, iterations, options))
+
+    def _function(self, update: bool) -> tuple:
+        """(the compiled function, its layout argument, its options, the index of ``step`` in them), worked
+        out once per config (a trainer's config changes only with the adaptive schedule's rate)."""
+        key = (self.config, self.order is not None, update)
+        if self._prepared_for is None or any(a is not b for a, b in zip(key, self._prepared_for, strict=True)):
+            options = self._options(update)
             if self.engine == "specialised" and update:
+                from ._specialise import NUMBERS
+
                 fn, numbers = self._specialised(options)
-                return int(fn(data, state, self.cr, start, iterations, numbers))
-            fn = self.fn or _step().serial
-            return int(fn(data, state, self.layout, start, iterations, options))
+                self._prepared = (fn, self.cr, numbers, NUMBERS.index("step"))
+            else:
+                self._prepared = (self.fn or _step().serial, self.layout, options, _step().OPTIONS.index("step"))
+            self._prepared_for = key
+        return self._prepared
 
     def _specialised(self, options: tuple) -> tuple[Any, tuple]:
         """The specialised function for this fit's options (partially evaluated once per shape and
