@@ -107,9 +107,9 @@ if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST+=(--timeout 60); fi
 if "$PY" -c "import xdist" 2>/dev/null; then PYTEST+=(-n 8); fi
 bounded 85 "${PYTEST[@]}" tests/test_cupy.py >"$OUT/pytest.log" 2>&1
 rc1=$?
-bounded 40 "${PYTEST[@]}" -k cupy tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
+bounded 40 "${PYTEST[@]}" -k "cupy or cuda or gpu" tests/test_backends_agree.py tests/test_properties.py tests/test_reliability.py \
     tests/test_numerics.py tests/test_checkpoint.py tests/test_training_advice.py tests/test_shuffle.py \
-    tests/test_optimizers.py >>"$OUT/pytest.log" 2>&1
+    tests/test_optimizers.py tests/test_embedding.py tests/test_faults.py >>"$OUT/pytest.log" 2>&1
 rc2=$?
 grep -E "passed|failed|error" "$OUT/pytest.log" | tail -n 4
 grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -n 30
