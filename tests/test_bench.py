@@ -74,7 +74,10 @@ def test_each_peer_trains_the_same_network_as_sigmanet(peer):
 def test_cli_bench_writes_results_and_chart(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert (
-        main(["bench", "--quick", "--no-peers", "--sizes", "4,64,256", "--layers", "8,16,2", "--out", str(tmp_path)])
+        main(
+            ["bench", "--quick", "--no-peers", "--sizes", "4,64,256", "--layers", "8,16,2", "--seconds", "0.01"]
+            + ["--out", str(tmp_path)]
+        )
         == 0
     )
     results = json.loads((tmp_path / "results.json").read_text())
@@ -96,7 +99,8 @@ def test_cli_bench_says_which_peers_it_skips_and_why(tmp_path, capsys, monkeypat
 
     monkeypatch.setitem(bench.peers._PEER_PROBES, "torch", missing)  # checked without running it
     monkeypatch.setitem(bench.peers._PEER_PROBES, "torch-graph", missing)
-    assert main(["bench", "--quick", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
+    argv = ["bench", "--quick", "--backends", "numpy", "--sizes", "4", "--seconds", "0.01", "--out", str(tmp_path)]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "skipping peer torch: PyTorch is not installed (pip install 'sigmanet[peers]')" in out
     peers_line = next(line for line in out.splitlines() if line.startswith("benchmarking"))
@@ -107,7 +111,13 @@ def test_cli_bench_says_when_it_cannot_draw_the_chart(tmp_path, capsys, monkeypa
     why = "matplotlib is not installed (pip install 'sigmanet[bench]')"
     monkeypatch.setattr(bench, "chart_unavailable", lambda: why)
     monkeypatch.setattr(bench.report, "chart_unavailable", lambda: why)
-    assert main(["bench", "--quick", "--no-peers", "--backends", "numpy", "--sizes", "4", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            ["bench", "--quick", "--no-peers", "--backends", "numpy", "--sizes", "4", "--seconds", "0.01"]
+            + ["--out", str(tmp_path)]
+        )
+        == 0
+    )
     assert "skipping throughput.png: matplotlib is not installed" in capsys.readouterr().out
     assert not (tmp_path / "throughput.png").exists() and (tmp_path / "results.json").exists()
 

@@ -123,13 +123,14 @@ class GemmFloor:
 # OpenBLAS's worker threads spin for about 0.1 s after their last GEMM before they sleep (its
 # THREAD_TIMEOUT); a numba cell timed right after a multithreaded GEMM shared its second core with
 # them (measured: 1,024 x 64-256-16 at 977 us per iteration against 465 alone, ranking numba below
-# NumPy in `sigmanet bench --quick`). Every timed block waits that long first.
+# NumPy in `sigmanet bench --quick`). Every timed block waits that long first (no longer than the
+# cell's own budget: the tests' tiny cells measure nothing and need not wait).
 BLAS_SPIN_SECONDS = 0.2
 
 
 def _side_by_side(run_n, sync, floor, floor_sync, min_seconds):
     """Time ``run_n(n)`` (an interval of n iterations) and ``floor()`` (its bare GEMMs) in alternating
-    blocks, each after BLAS_SPIN_SECONDS of quiet, so both see the same machine and neither shares it
+    blocks, each after BLAS_SPIN_SECONDS of quiet (at most ``min_seconds``), so both see the same machine and neither shares it
     with the other's spinning threads.
 
     n is chosen so one timed interval takes about a tenth of the budget.
@@ -143,10 +144,11 @@ def _side_by_side(run_n, sync, floor, floor_sync, min_seconds):
     floor()
     floor_sync()
     t_iter, t_gemm = [], []
+    quiet = min(BLAS_SPIN_SECONDS, min_seconds)
     for _ in range(3):
-        time.sleep(BLAS_SPIN_SECONDS)
+        time.sleep(quiet)
         t_iter.append(_median_time(lambda: run_n(n), min_seconds / 3, sync) / n)
-        time.sleep(BLAS_SPIN_SECONDS)
+        time.sleep(quiet)
         t_gemm.append(_median_time(floor, min_seconds / 6, floor_sync))
     return n, statistics.median(t_iter), statistics.median(t_gemm)
 
