@@ -29,7 +29,7 @@ STATS = textwrap.dedent("""
         net = sn.Network([3, 4, 1], backend=backend, seed=1)
         tr = net._backend.trainer(net.weights, None, *tutorial_table(), TrainConfig())
         tr.run(0, 10)
-        s = tr.fn.stats
+        s = tr.kernel.stats
         out[name] = {"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
                      "path": s.cache_path}
     print(json.dumps(out))

@@ -206,6 +206,11 @@ class NumbaTrainer(Trainer):
         with blas, lock:
             return int(fn(data, state, second, start, iterations, options))
 
+    @property
+    def kernel(self) -> Any:
+        """The compiled function (a numba dispatcher) that runs this trainer's training steps."""
+        return self._function(True)[0]
+
     def _function(self, update: bool) -> tuple:
         """(the compiled function, its layout argument, its options, the index of ``step`` in them), worked
         out once per config (a trainer's config changes only with the adaptive schedule's rate)."""
