@@ -702,6 +702,26 @@ def test_bench_says_where_it_writes_and_compares_nothing_with_itself(tmp_path, c
     assert "not --layers 8-16-2" in out and "(--out chooses" not in out
 
 
+def test_bench_times_the_optimizer_asked_for_and_skips_the_peers_then(tmp_path, capsys, monkeypatch):
+    from sigmanet import bench
+
+    seen = {}
+    real = bench.harness.bench_backend
+
+    def spy(name, rows, *args, **kwargs):
+        seen[name] = kwargs.get("optimizer")
+        return real(name, rows, *args, **kwargs)
+
+    monkeypatch.setattr(bench.harness, "bench_backend", spy)
+    args = ["bench", "--quick", "--sizes", "4", "--seconds", "0.01", "--backends", "numpy", "--optimizer", "adam"]
+    assert main([*args, "--peers", "seed-loop", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert seen == {"numpy": "adam"} and "skipping the peers" in out
+    with pytest.raises(SystemExit):
+        main([*args[:-2], "--optimizer", "lion", "--out", str(tmp_path)])
+    assert "invalid choice: 'lion'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["train", "predict", "bench"])
 def test_the_docs_render_option_names_with_two_hyphens_and_without_warnings(command):
     """Issue 25.13: docs/cli.rst renders each help text as reStructuredText with smart quotes (Sphinx's

@@ -101,6 +101,7 @@ def cmd_bench(args) -> int:
         layers=args.layers,
         batch_size=args.batch_size,
         loss=args.loss,
+        optimizer=args.optimizer,
     )
     if args.dask:
         for rows in sizes:
@@ -1130,6 +1131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, help="time mini-batch steps of this many rows (default: full batch)"
     )
     bench.add_argument("--loss", default="mse", choices=["mse", "bce"], help="default mse (the seed's)")
+    bench.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=["sgd", "momentum", "nesterov", "adam"],
+        help="the update rule timed (default sgd; the peers run sgd only, so they are skipped for others)",
+    )
     bench.add_argument(
         "--peers",
         type=_csv_list(str, "peer names"),

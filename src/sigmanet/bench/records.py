@@ -130,8 +130,8 @@ BLAS_SPIN_SECONDS = 0.2
 
 def _side_by_side(run_n, sync, floor, floor_sync, min_seconds):
     """Time ``run_n(n)`` (an interval of n iterations) and ``floor()`` (its bare GEMMs) in alternating
-    blocks, each after BLAS_SPIN_SECONDS of quiet (at most ``min_seconds``), so both see the same machine and neither shares it
-    with the other's spinning threads.
+    blocks, each after BLAS_SPIN_SECONDS of quiet (at most ``min_seconds``), so both see the same
+    machine and neither shares it with the other's spinning threads.
 
     n is chosen so one timed interval takes about a tenth of the budget.
     Returns (n, seconds per iteration, seconds per GEMM floor), medians.
