@@ -48,7 +48,9 @@ def test_backend_record_is_complete_and_fused_loops_do_not_allocate(name):
     assert rec.alloc_per_iteration == 0
 
 
-@pytest.mark.parametrize("peer", ["seed-loop", "torch", "jax"])
+@pytest.mark.parametrize(
+    "peer", ["seed-loop", pytest.param("torch", marks=pytest.mark.slow), pytest.param("jax", marks=pytest.mark.slow)]
+)  # importing PyTorch or JAX: a second or two each
 def test_each_peer_trains_the_same_network_as_sigmanet(peer):
     """A peer that ran a cheaper loop would flatter itself: after 10 iterations its weights are the
     NumPy backend's (mean steps, the seed's loss, rate 1), and its record is labelled a peer."""
@@ -71,6 +73,7 @@ def test_each_peer_trains_the_same_network_as_sigmanet(peer):
     assert rec.kind == "peer" and rec.backend == peer and rec.gemm_ratio is not None
 
 
+@pytest.mark.slow
 def test_cli_bench_writes_results_and_chart(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert (
@@ -100,6 +103,7 @@ def test_cli_bench_says_which_peers_it_skips_and_why(tmp_path, capsys, monkeypat
     monkeypatch.setitem(bench.peers._PEER_PROBES, "torch", missing)  # checked without running it
     monkeypatch.setitem(bench.peers._PEER_PROBES, "torch-graph", missing)
     argv = ["bench", "--quick", "--backends", "numpy", "--sizes", "4", "--seconds", "0.01", "--out", str(tmp_path)]
+    argv += ["--peers", "seed-loop,torch,torch-graph"]  # JAX left out: its import alone is a second
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "skipping peer torch: PyTorch is not installed (pip install 'sigmanet[peers]')" in out
@@ -122,6 +126,7 @@ def test_cli_bench_says_when_it_cannot_draw_the_chart(tmp_path, capsys, monkeypa
     assert not (tmp_path / "throughput.png").exists() and (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow  # imports PyTorch
 def test_a_peers_floor_is_its_own_librarys_gemms_on_its_own_device():
     """PyTorch's floor runs torch.matmul on the tensors' device (cuBLAS where there is a GPU), not NumPy."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'sigmanet[peers]')")

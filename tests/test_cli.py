@@ -19,6 +19,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "sigmanet.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow  # the seed's 60,000 iterations on NumPy too (CI also runs the wheel's demo)
 def test_demo_prints_the_seed_errors_output_backend_and_time(capsys):
     assert main(["demo", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
@@ -745,6 +746,7 @@ def test_the_docs_render_option_names_with_two_hyphens_and_without_warnings(comm
     assert "``" not in plain.format_help() and "--backend" in plain.format_help()  # the terminal's is unchanged
 
 
+@pytest.mark.slow  # two processes
 def test_saved_models_get_the_users_umask(tmp_path, xor_csv):
     """Issue 25.11, through the command line."""
     model = tmp_path / "m.npz"

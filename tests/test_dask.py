@@ -36,7 +36,7 @@ def client():
         os.environ.update(environ)
 
 
-@pytest.fixture(params=["cluster", "local"])
+@pytest.fixture(params=[pytest.param("cluster", marks=pytest.mark.slow), "local"])  # a cluster: ~0.3 s a test
 def where(request):
     """Each test runs with the LocalCluster's client in scope, and with none (Dask's local scheduler)."""
     if request.param == "cluster":
@@ -152,6 +152,7 @@ def test_loss_and_gradients_on_dask_arrays_equal_in_memory(where, rng):
         np.testing.assert_allclose(a, b, **TOL)
 
 
+@pytest.mark.slow
 def test_one_task_per_worker_per_iteration(client):
     from sigmanet.backends import TrainConfig, get_backend
     from sigmanet.backends.dask import DaskTrainer
@@ -211,6 +212,7 @@ def test_bad_chunks_fail_before_any_training_and_change_nothing(where, make_bad,
     assert net.iteration == 0 and all(np.array_equal(a, b) for a, b in zip(net.weights, before, strict=True))
 
 
+@pytest.mark.slow  # a cluster
 def test_a_worker_killed_mid_fit_leaves_the_same_weights(client, rng):
     X, y = rng.random((6000, 8)), (rng.random((6000, 2)) > 0.5).astype(float)
     ref = sn.Network([8, 16, 2], backend="numba", seed=3)
@@ -299,6 +301,7 @@ def test_import_sigmanet_does_not_import_dask():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_cli_trains_on_a_glob_of_csv_files_on_the_cluster_like_one_file_in_memory(client, tmp_path):
     from sigmanet.cli import main
 

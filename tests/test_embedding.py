@@ -91,9 +91,13 @@ def test_compiled_predict_in_an_njit_loop_equals_predict_on_each_engines_weights
 
 @pytest.mark.parametrize(
     "output, dtype, layers",
-    [("softmax", "float64", (4, 6, 3)), ("identity", "float64", (2, 7, 5, 3)), ("softmax", "float32", (4, 6, 3)),
-     ("sigmoid", "float32", (3, 4, 1))],
-)  # fmt: skip
+    [
+        pytest.param("softmax", "float64", (4, 6, 3), marks=pytest.mark.slow),
+        pytest.param("identity", "float64", (2, 7, 5, 3), marks=pytest.mark.slow),
+        pytest.param("softmax", "float32", (4, 6, 3), marks=pytest.mark.slow),
+        ("sigmoid", "float32", (3, 4, 1)),
+    ],
+)  # fmt: skip  (each compiles a network's predict: about a second)
 def test_compiled_predict_applies_the_output_layer_in_the_networks_dtype(output, dtype, layers, rng):
     net, X = _trained(rng, layers=layers, output=output, dtype=dtype)
     f = compiled_predict(net)
@@ -119,6 +123,7 @@ def test_compiled_predict_without_bias_or_range_is_the_seeds_forward_pass():
     np.testing.assert_allclose(out, expected, rtol=1e-13)
 
 
+@pytest.mark.slow  # compiles a network's predict: about a second
 def test_compiled_predict_reads_strided_views_and_fills_outputs_of_another_dtype(rng):
     net, X = _trained(rng)
     f = net.compiled_predict()
@@ -162,6 +167,7 @@ def _allocations(run):
     return (after.alloc - before.alloc) + (after.mi_alloc - before.mi_alloc)
 
 
+@pytest.mark.slow  # compiles a network's predict: about a second
 def test_compiled_predict_allocates_nothing_per_call(rng):
     net, X = _trained(rng)
     f = net.compiled_predict()
@@ -210,6 +216,7 @@ def test_compiled_predict_under_prange_equals_predict(rng):
     np.testing.assert_allclose(out, net.predict(X), rtol=1e-12)
 
 
+@pytest.mark.slow  # compiles a network's predict: about a second
 def test_compiled_predict_with_the_callers_scratch_for_wide_networks(rng):
     wide = sn.Network([3, STACK_BYTES // 16 + 1, 2], backend="numpy", seed=0, bias=True)
     with pytest.raises(ValueError, match="scratch=True"):
@@ -249,7 +256,7 @@ def test_compiled_predict_refuses_wrong_shapes_and_options(rng):
 # -- the CUDA leg ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cc", [(9, 0), pytest.param((8, 0), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("cc", [pytest.param(c, marks=pytest.mark.slow) for c in ((9, 0), (8, 0))])  # ~1 s each
 def test_cuda_device_function_compiles_to_ptx_without_a_gpu(cc, rng):
     cuda = pytest.importorskip("numba.cuda")
     from numba import float32, float64
@@ -785,6 +792,7 @@ def test_nothing_warns_or_prints_in_a_healthy_fit_and_a_stuck_fit_warns_once_per
 # -- the documentation and the benchmark run -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_docstring_examples_of_the_embedding_module_run():
     import doctest
 

@@ -19,6 +19,7 @@ def test_breast_cancer_held_out_accuracy():
     assert load("breast_cancer").main(["--backend", "numba"]) > 0.92
 
 
+@pytest.mark.slow
 def test_digits_held_out_accuracy():
     assert load("digits").main(["--backend", "numba"]) > 0.95
 

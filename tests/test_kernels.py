@@ -52,7 +52,7 @@ def _instances(every_gemm):
 @pytest.mark.parametrize(
     "arch,every_gemm",
     [
-        ("sm_90", False),
+        pytest.param("sm_90", False, marks=pytest.mark.slow),  # nvcc: 5 s an instance set
         pytest.param("sm_80", False, marks=pytest.mark.slow),
         pytest.param("sm_90", True, marks=pytest.mark.slow),
     ],

@@ -154,6 +154,7 @@ def test_a_callers_limits_bound_the_threads():
         numba.set_num_threads(old)
 
 
+@pytest.mark.slow  # a fresh process
 def test_numba_num_threads_sets_the_default_thread_count():
     code = textwrap.dedent("""
         import sigmanet as sn

@@ -590,6 +590,7 @@ def test_a_pickled_estimator_continues_as_the_original(rng):
     assert partial._optimizer_state.step == 3 * 1 + 1  # Adam's steps: one full batch per epoch
 
 
+@pytest.mark.slow  # a fresh process
 def test_a_pickled_estimator_loads_where_cupy_cannot_be_imported(tmp_path):
     X, y = np.array([[0.0, 0], [0, 1], [1, 0], [1, 1]]), np.array([0, 1, 1, 0])
     clf = quiet(SigmaNetClassifier(backend="numpy", random_state=0, max_iter=5).fit, X, y)
