@@ -298,12 +298,12 @@ def _graph_trainer(rows, layers, dtype="float32"):
     return get_backend("cupy:graph").trainer(w, None, X, y, TrainConfig(reduction="mean"))
 
 
-def test_lead1_the_first_graph_replay_sees_the_uploaded_data():
+def test_the_first_graph_replay_sees_the_uploaded_data():
     """A multi-MB X is uploaded asynchronously; the replay's stream must wait for it."""
     _agree_with_numpy([64, 8, 1], 1 << 18, backend="cupy:graph")
 
 
-def test_lead3_the_graph_path_works_past_65535_row_tiles():
+def test_the_graph_path_works_past_65535_row_tiles():
     """gemm_tiled puts rows on grid.x: above 1,048,560 rows grid.y would pass CUDA's 65535 limit."""
     tr = _graph_trainer((1 << 20) + 4096, [3, 4, 1])
     tr.run(0, 2)
@@ -311,7 +311,7 @@ def test_lead3_the_graph_path_works_past_65535_row_tiles():
 
 
 @pytest.mark.parametrize("layers,rows", [([3, 1], 4), ([5, 8, 2], 37), ([4, 16, 9, 3], 200), ([16, 32, 4], 2048)])
-def test_lead9_the_graph_engine_really_captures_a_graph(layers, rows):
+def test_the_graph_engine_really_captures_a_graph(layers, rows):
     tr = _graph_trainer(rows, layers)
     tr.run(0, 2)
     assert tr.graph is not None and tr.graph_error is None, tr.graph_error
@@ -336,7 +336,7 @@ def test_tall_narrow_nets_on_the_graph_agree_with_eager():
         np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
 
 
-def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(cp):
+def test_the_single_launch_kernel_near_the_shared_memory_limit(cp):
     """Static shared memory (offset tables) counts against the opt-in limit beside the dynamic buffer."""
     optin = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["sharedMemPerBlockOptin"]
     layers, itemsize = [8, 8, 1], 4
@@ -355,7 +355,7 @@ def test_lead7_the_single_launch_kernel_near_the_shared_memory_limit(cp):
 @pytest.mark.parametrize(
     "rows,layers,strategy", [(4, [3, 4, 1], "fused"), (2048, [16, 32, 4], "graph"), (1 << 15, [64, 256, 16], "eager")]
 )
-def test_lead9_no_device_allocation_per_iteration_on_each_strategy(rows, layers, strategy):
+def test_no_device_allocation_per_iteration_on_each_strategy(rows, layers, strategy):
     from sigmanet.backends.cupy import backend as cupy_backend
 
     X, y = make_table(rows, layers[0], layers[-1], seed=0, dtype="float32")

@@ -62,12 +62,9 @@ from ..base import Trainer
 from ..reference import ReferenceBackend, ReferenceTrainer
 from ._cuda import ACC_INDEX, ACC_SIZE, CFG_SIZE, MAX_FIXED_LAYERS, settings, warp_fits
 
-# Limits from crossovers measured on an H100 (benchmarks/strategy_crossover.py;
-# docs/perf-notes.md has the tables). In multiply-adds per iteration: one
-# launch beat the graph up to 256 x 16-32-4 (164K MACs); the graph beat eager
-# cuBLAS up to 16384 x 64-256-16 (336M) and lost at 32768 (671M). In rows:
-# the single block's weight-gradient loop walks every row, and at 1024 rows of
-# 3-4-1 the graph won (18.4 us against 21.7).
+# Limits from the crossovers measured on the device (benchmarks/strategy_crossover.py; the tables
+# and their history are in docs/perf-notes.md), in multiply-adds per iteration and in rows (the
+# single block's weight-gradient loop walks every row).
 SMALL_LIMIT = 1 << 19  # up to which one launch runs the interval (if its state fits in shared memory)
 SMALL_ROWS = 512  # ... and a full batch has at most this many rows (mini-batches have no graph to go to)
 GRAPH_LIMIT = 400_000_000  # up to which one full-batch iteration is replayed as a CUDA graph
