@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sigmanet as sn
 from sigmanet import optimizers
 from sigmanet._plan import LOSS_CODE, OPTIMIZER_CODE, OUTPUT_CODE, TrainConfig, loss_eps
 from sigmanet.backends.cupy import _cuda
@@ -576,6 +577,58 @@ def test_work_runs_on_the_callers_current_stream_or_the_given_one(cp, rng, strat
     assert {launch.stream for launch in runs} == {mine.ptr, given.ptr}
     assert first[0] == mine.ptr and runs[-1].stream == given.ptr
     np.testing.assert_allclose(tr.weights()[0][0], tr2.weights()[0][0], rtol=1e-12)
+
+
+class _TorchLikeStream:
+    """What torch.cuda.Stream offers CuPy: its handle as ``cuda_stream``."""
+
+    def __init__(self, handle):
+        self.cuda_stream = handle
+
+
+class _ProtocolStream:
+    """The CUDA stream protocol: ``__cuda_stream__()`` gives (version, handle)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __cuda_stream__(self):
+        return (0, self.handle)
+
+
+@pytest.mark.parametrize("strategy", ["fused", "graph", "eager"])
+@pytest.mark.parametrize("kind", ["cupy", "torch", "protocol"])
+def test_fit_predict_and_gradients_run_on_a_stream_given_to_them(cp, rng, strategy, kind):
+    X, y, _, _, _ = _problem(rng, [3, 4, 2], 6, "sigmoid", "float64", True, False)
+    X, y = cp.asarray(X), cp.asarray(y)
+    handle = cp.cuda.Stream(non_blocking=True)
+    stream = {"cupy": handle, "torch": _TorchLikeStream(handle.ptr), "protocol": _ProtocolStream(handle.ptr)}[kind]
+    net = sn.Network([3, 4, 2], backend=f"cupy:{strategy}", seed=0, bias=True)
+    ref = sn.Network([3, 4, 2], backend="numpy", seed=0, bias=True)
+    seen = len(fake_cupy.launches())
+    hist = net.fit(X, y, iterations=5, reduction="mean", stream=stream)
+    out = net.predict(X, stream=stream)
+    net.error(X, y, stream=stream)
+    net.loss_and_gradients(X, y, stream=stream)
+    runs = fake_cupy.launches()[seen:]
+    assert runs and {launch.stream for launch in runs} == {handle.ptr}
+    assert "stream" not in hist.options and "stream" not in net.fit_options
+    ref.fit(cp.asnumpy(X), cp.asnumpy(y), iterations=5, reduction="mean")
+    np.testing.assert_allclose(cp.asnumpy(out), ref.predict(cp.asnumpy(X)), rtol=1e-9)
+
+
+def test_a_stream_that_is_not_one_is_refused_before_any_work(cp, rng):
+    X, y, _, _, _ = _problem(rng, [3, 4, 2], 6, "sigmoid", "float64", True, False)
+    net = sn.Network([3, 4, 2], backend="cupy", seed=0, bias=True)
+    before = net.get_state()
+    seen = len(fake_cupy.launches())
+    for bad in (7, "stream", object()):
+        with pytest.raises(TypeError, match="stream must be a CuPy stream"):
+            net.fit(cp.asarray(X), cp.asarray(y), iterations=5, stream=bad)
+        with pytest.raises(TypeError, match="stream must be a CuPy stream"):
+            net.predict(cp.asarray(X), stream=bad)
+    assert len(fake_cupy.launches()) == seen and net.iteration == 0
+    np.testing.assert_array_equal(net.weights[0], before["weights"][0])
 
 
 def test_arrays_on_another_device_train_there(library, rng):

@@ -232,6 +232,37 @@ def test_work_goes_to_the_callers_current_stream_or_the_given_one(cp, strategy, 
         assert launched == [stream.ptr] * 2
 
 
+@pytest.mark.parametrize("strategy", ["fused", "eager"])
+@pytest.mark.parametrize("kind", ["cupy", "torch"])
+def test_fit_and_predict_run_on_a_stream_given_to_them(cp, strategy, kind, monkeypatch):
+    from sigmanet.backends.cupy import _cuda
+
+    if kind == "torch":
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("PyTorch sees no CUDA device")
+        stream = torch.cuda.Stream()
+        handle = stream.cuda_stream
+    else:
+        stream = cp.cuda.Stream(non_blocking=True)
+        handle = stream.ptr
+    X, y = make_table(2048 if strategy != "fused" else 64, 8, 2, seed=0)
+    seen: list[int] = []
+    K = _cuda.kernels("float64", cp.cuda.Device().id)
+    for name in list(K.fn):
+        monkeypatch.setitem(K.fn, name, _Recorder(K.fn[name], seen))
+    real_instance = K.instance
+    monkeypatch.setattr(K, "instance", lambda name: _Recorder(real_instance(name), seen))
+    monkeypatch.setattr(cp, "matmul", _Recorder(cp.matmul, seen))
+    net = sn.Network([8, 16, 2], backend=f"cupy:{strategy}", seed=0)
+    net.fit(cp.asarray(X), cp.asarray(y), iterations=3, reduction="mean", stream=stream)
+    out = net.predict(cp.asarray(X), stream=stream)
+    assert seen and set(seen) == {handle}, seen
+    ref = sn.Network([8, 16, 2], backend="numpy", seed=0)
+    ref.fit(X, y, iterations=3, reduction="mean")
+    np.testing.assert_allclose(cp.asnumpy(out), ref.predict(X), rtol=1e-9)
+
+
 class _GraphRecorder:
     def __init__(self, graph, launched):
         self.graph, self.launched = graph, launched

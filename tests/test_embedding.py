@@ -789,6 +789,30 @@ def test_nothing_warns_or_prints_in_a_healthy_fit_and_a_stuck_fit_warns_once_per
     assert capfd.readouterr() == ("", "")
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_stream_on_a_cpu_network_or_a_dask_array_is_refused_naming_it_before_any_work(backend, rng):
+    """stream= puts CuPy work on a CUDA stream (tests/test_cuda_emulation.py checks it runs there);
+    where no stream applies it is refused, the network untouched, not silently ignored."""
+    X = rng.random((20, 3))
+    y = rng.random((20, 1))
+    net = sn.Network([3, 4, 1], backend=backend, seed=0)
+    before = [w.copy() for w in net.weights]
+    calls = [
+        lambda: net.fit(X, y, iterations=5, stream=object()),
+        lambda: net.predict(X, stream=object()),
+        lambda: net.error(X, y, stream=object()),
+        lambda: net.loss_and_gradients(X, y, stream=object()),
+        lambda: sn.loss_and_gradients(net.weights, None, X, y, backend=backend, stream=object()),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=f"stream= is for the CuPy backend; this network runs on '{backend}'"):
+            call()
+    assert net.iteration == 0 and all(np.array_equal(a, b) for a, b in zip(before, net.weights))
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(ValueError, match="stream= applies to in-memory arrays"):
+        net.fit(da.from_array(X, chunks=10), da.from_array(y, chunks=10), iterations=5, stream=object())
+
+
 # -- the documentation and the benchmark run -------------------------------------------------------
 
 

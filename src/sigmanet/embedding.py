@@ -37,7 +37,7 @@ import numpy as np
 from . import _validation as v
 from ._arrays import array_namespace, from_user
 from ._plan import OUTPUT_CODE, TrainConfig, reduction_factor
-from .backends import for_input, get_backend
+from .backends import for_input, get_backend, on_stream
 from .errors import BackendUnavailableError
 
 
@@ -56,6 +56,7 @@ def loss_and_gradients(
     class_weight: dict | str | None = None,
     input_range: tuple[Any, Any] | None = None,
     threads: int | None = None,
+    stream: Any = None,
 ) -> tuple[float, list[Any], list[Any] | None]:
     """The objective a fit minimises, and its gradient, at ``weights`` (and ``biases``), on (X, y).
 
@@ -73,6 +74,8 @@ def loss_and_gradients(
         the gradient is the one with respect to the weights, the scaling fixed.
     threads : int, optional
         As :class:`sigmanet.Network` takes it.
+    stream : CUDA stream, optional
+        As :meth:`sigmanet.Network.fit` takes it (CuPy only).
 
     Returns
     -------
@@ -108,35 +111,36 @@ def loss_and_gradients(
     v.check_choice("reduction", reduction, v.REDUCTIONS)
     alpha = v.check_real("alpha", alpha, 0.0, np.inf, high_open=True)
     scaling = None if input_range is None else _checked_range(input_range, layers[0])
-    X, caller = from_user("X", X)
-    y, _ = from_user("y", y)
     plain = get_backend(backend, threads=threads)
-    be = for_input(plain, X)
-    X = be.check_inputs(X, layers[0])
-    y = be.check_targets(y, layers[-1], X.shape[0], output)
-    if scaling is not None:
-        X = be.scale(X, scaling, dtype)
-    sw = None
-    if sample_weight is not None:
-        sample_weight, _ = from_user("sample_weight", sample_weight)
-        sw = be.check_sample_weight(sample_weight, X.shape[0])
-    if class_weight is not None:
-        per_class = be.class_weights(class_weight, y, output)
-        sw = per_class if sw is None else sw * per_class
-    config = TrainConfig(loss=loss, reduction=reduction, output=output, alpha=alpha)
-    if hasattr(be, "inner"):  # Dask: each chunk's sums where it lives, added here
-        g = _dask_gradients(be, ws, bs, X, y, config, sw)
-    else:
-        g = be.gradients(ws, bs, X, y, config, None if sw is None else be.to_device(sw, dtype))
-    r = reduction_factor(config, g.weight)
-    penalty = 0.5 * alpha * sum(float(np.vdot(w, w)) for w in ws)
-    value = r * (g.loss + penalty)
-    weight_grads = [(r * (alpha * w - gw)).astype(dtype) for w, gw in zip(ws, g.weights)]
-    bias_grads = None if g.biases is None else [(-r * gb).astype(dtype) for gb in g.biases]
-    if caller.library != "numpy":  # the caller's kind: CuPy, or a DLPack producer's (views of these arrays)
-        weight_grads = [plain.to_user(a, caller) for a in weight_grads]
-        bias_grads = None if bias_grads is None else [plain.to_user(a, caller) for a in bias_grads]
-    return float(value), weight_grads, bias_grads
+    with on_stream(plain, stream, X):  # the gradients of the caller's kind are made there too
+        X, caller = from_user("X", X)
+        y, _ = from_user("y", y)
+        be = for_input(plain, X)
+        X = be.check_inputs(X, layers[0])
+        y = be.check_targets(y, layers[-1], X.shape[0], output)
+        if scaling is not None:
+            X = be.scale(X, scaling, dtype)
+        sw = None
+        if sample_weight is not None:
+            sample_weight, _ = from_user("sample_weight", sample_weight)
+            sw = be.check_sample_weight(sample_weight, X.shape[0])
+        if class_weight is not None:
+            per_class = be.class_weights(class_weight, y, output)
+            sw = per_class if sw is None else sw * per_class
+        config = TrainConfig(loss=loss, reduction=reduction, output=output, alpha=alpha)
+        if hasattr(be, "inner"):  # Dask: each chunk's sums where it lives, added here
+            g = _dask_gradients(be, ws, bs, X, y, config, sw)
+        else:
+            g = be.gradients(ws, bs, X, y, config, None if sw is None else be.to_device(sw, dtype))
+        r = reduction_factor(config, g.weight)
+        penalty = 0.5 * alpha * sum(float(np.vdot(w, w)) for w in ws)
+        value = r * (g.loss + penalty)
+        weight_grads = [(r * (alpha * w - gw)).astype(dtype) for w, gw in zip(ws, g.weights)]
+        bias_grads = None if g.biases is None else [(-r * gb).astype(dtype) for gb in g.biases]
+        if caller.library != "numpy":  # the caller's kind: CuPy, or a DLPack producer's (views of these arrays)
+            weight_grads = [plain.to_user(a, caller) for a in weight_grads]
+            bias_grads = None if bias_grads is None else [plain.to_user(a, caller) for a in bias_grads]
+        return float(value), weight_grads, bias_grads
 
 
 def _host(name: str, a: Any) -> np.ndarray:

@@ -29,7 +29,7 @@ from . import _validation as v
 from . import checkpoint
 from ._arrays import from_user, is_sparse
 from ._plan import Stats, TrainConfig, rows_per_step
-from .backends import for_input, get_backend
+from .backends import for_input, get_backend, on_stream
 from .errors import DivergenceError, ModelFileError
 from .optimizers import OptimizerState
 
@@ -593,6 +593,7 @@ class Network:
         average_loss: bool | None = None,
         sample_weight: Any = None,
         class_weight: dict | str | None = None,
+        stream: Any = None,
     ) -> History:
         """Train by gradient descent; continues from the current weights and optimizer state.
 
@@ -694,6 +695,10 @@ class Network:
             the 0/1 value of a single output, or the column of a one-hot row.
             "balanced" weighs each class by ``n_rows / (n_classes * count)``.
             ``{}`` turns a stored class weighting off.
+        stream : CUDA stream, optional
+            CuPy networks only: run on this stream (a CuPy stream, a
+            ``torch.cuda.Stream``, or any ``__cuda_stream__`` object), as on
+            the caller's current stream when it is left out. Not stored.
 
         Returns
         -------
@@ -722,38 +727,39 @@ class Network:
                 "time (copy it with sigmanet.Network.from_state(net.get_state()) to train two)"
             )
         try:
-            return self._fit(
-                X,
-                y,
-                iterations,
-                report_every,
-                scale_inputs,
-                callback,
-                progress,
-                report_seconds,
-                warn_stuck,
-                on_report,
-                sample_weight,
-                dict(
-                    learning_rate=learning_rate,
-                    loss=loss,
-                    reduction=reduction,
-                    batch_size=batch_size,
-                    shuffle=shuffle,
-                    optimizer=optimizer,
-                    momentum=momentum,
-                    beta_1=beta_1,
-                    beta_2=beta_2,
-                    epsilon=epsilon,
-                    alpha=alpha,
-                    schedule=schedule,
-                    power_t=power_t,
-                    tol=tol,
-                    n_iter_no_change=n_iter_no_change,
-                    average_loss=average_loss,
-                    class_weight=class_weight,
-                ),
-            )
+            with on_stream(self._backend, stream, X):
+                return self._fit(
+                    X,
+                    y,
+                    iterations,
+                    report_every,
+                    scale_inputs,
+                    callback,
+                    progress,
+                    report_seconds,
+                    warn_stuck,
+                    on_report,
+                    sample_weight,
+                    dict(
+                        learning_rate=learning_rate,
+                        loss=loss,
+                        reduction=reduction,
+                        batch_size=batch_size,
+                        shuffle=shuffle,
+                        optimizer=optimizer,
+                        momentum=momentum,
+                        beta_1=beta_1,
+                        beta_2=beta_2,
+                        epsilon=epsilon,
+                        alpha=alpha,
+                        schedule=schedule,
+                        power_t=power_t,
+                        tol=tol,
+                        n_iter_no_change=n_iter_no_change,
+                        average_loss=average_loss,
+                        class_weight=class_weight,
+                    ),
+                )
         finally:
             self._lock.release()
 
@@ -1057,7 +1063,7 @@ class Network:
 
     # -- inference --
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Any, *, stream: Any = None) -> Any:
         """The output layer for X.
 
         Parameters
@@ -1065,6 +1071,8 @@ class Network:
         X : array (n_rows, n0)
             NumPy, CuPy, SciPy sparse, Dask, or any ``__dlpack__`` array
             (PyTorch, JAX); scaled by the network's input range if it has one.
+        stream : CUDA stream, optional
+            As :meth:`fit` takes it (CuPy networks only).
 
         Returns
         -------
@@ -1078,25 +1086,21 @@ class Network:
         ValueError, TypeError
             If X is not a finite numeric 2-D array with n0 columns.
         """
-        X, caller = from_user("X", X)
-        be, state = for_input(self._backend, X), self._state
-        X = be.check_inputs(X, self.layers[0])
-        Xs = X if state.input_range is None else be.scale(X, state.input_range, self.dtype)
-        out = be.predict(
-            list(state.weights),
-            None if state.biases is None else list(state.biases),
-            be.to_device(Xs, self.dtype),
-            self.output,
-        )
-        return be.to_user(out, caller)
+        with on_stream(self._backend, stream, X):  # the caller's kind is made there too: its reader waits
+            X, caller = from_user("X", X)
+            be = for_input(self._backend, X)
+            X = be.check_inputs(X, self.layers[0])
+            return be.to_user(self._predict_native(be, X), caller)
 
-    def error(self, X: Any, y: Any) -> Any:
+    def error(self, X: Any, y: Any, *, stream: Any = None) -> Any:
         """The seed's figure, ``mean |y - predict(X)|``.
 
         Parameters
         ----------
         X : array (n_rows, n0)
         y : array (n_rows, nL), or (n_rows,) when nL == 1
+        stream : CUDA stream, optional
+            As :meth:`fit` takes it (CuPy networks only).
 
         Returns
         -------
@@ -1108,12 +1112,13 @@ class Network:
         ValueError, TypeError
             As :meth:`fit` does for bad X or y.
         """
-        X, _ = from_user("X", X)
-        y, _ = from_user("y", y)
-        be = for_input(self._backend, X)
-        X = be.check_inputs(X, self.layers[0])
-        y = be.check_targets(y, self.layers[-1], X.shape[0], self.output)
-        return be.mean_abs_error(y, self._predict_native(be, X))
+        with on_stream(self._backend, stream, X):
+            X, _ = from_user("X", X)
+            y, _ = from_user("y", y)
+            be = for_input(self._backend, X)
+            X = be.check_inputs(X, self.layers[0])
+            y = be.check_targets(y, self.layers[-1], X.shape[0], self.output)
+            return be.mean_abs_error(y, self._predict_native(be, X))
 
     def _predict_native(self, be: Any, X: Any) -> Any:
         state = self._state
@@ -1136,7 +1141,7 @@ class Network:
         """The objective a fit minimises and its gradient at the current weights, without training.
 
         ``options``: ``loss``, ``reduction``, ``alpha``, ``sample_weight``,
-        ``class_weight``, as :meth:`fit` takes them; each one not given is
+        ``class_weight``, ``stream``, as :meth:`fit` takes them; each one not given is
         the stored option of the last fit, else fit's default. See
         :func:`sigmanet.loss_and_gradients`.
 
@@ -1146,7 +1151,7 @@ class Network:
         """
         from .embedding import loss_and_gradients
 
-        allowed = {"loss", "reduction", "alpha", "sample_weight", "class_weight"}
+        allowed = {"loss", "reduction", "alpha", "sample_weight", "class_weight", "stream"}
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise TypeError(f"loss_and_gradients takes {sorted(allowed)}, not {unknown}")
@@ -1164,6 +1169,7 @@ class Network:
             backend=self._backend.spec,
             output=self.output,
             sample_weight=options.get("sample_weight"),
+            stream=options.get("stream"),
             input_range=state.input_range,
             threads=self.threads,
             **kw,

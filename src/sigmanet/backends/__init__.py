@@ -20,6 +20,7 @@ the benchmarks) is built from the registry.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -146,6 +147,19 @@ def get_backend(name: str = "auto", *, threads: int | None = None) -> Backend:
     """
     base, strategy = _split(resolve(name))
     return _backend_class(base)(threads=threads, strategy=strategy)
+
+
+def on_stream(backend: Backend, stream: Any, X: Any) -> Any:
+    """The context that puts ``backend``'s work for X on ``stream`` (``fit(stream=)`` and the like): a
+    no-op for None; refused, before any work, where no stream applies (a CPU backend, a Dask array)."""
+    if stream is None:
+        return contextlib.nullcontext()
+    if is_dask(X):
+        raise ValueError(
+            "stream= applies to in-memory arrays: a Dask array's chunks run on its workers, each on its "
+            "own current stream"
+        )
+    return backend.on_stream(stream)
 
 
 def for_input(backend: Backend, X: Any) -> Backend:

@@ -148,6 +148,13 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); timings call it."""
 
+    def on_stream(self, stream: Any) -> Any:
+        """A context that puts this backend's work on ``stream`` (a GPU backend's); on the CPU, refused."""
+        raise ValueError(
+            f"stream= is for the CuPy backend; this network runs on {self.spec!r} "
+            "(move it with net.to('cupy'), or leave stream out)"
+        )
+
     # -- arrays in and out --
 
     def to_device(self, a: Any, dtype: Any) -> Any:

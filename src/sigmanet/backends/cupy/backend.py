@@ -458,6 +458,26 @@ class CupyBackend(ReferenceBackend):
         """The stream the backend's work goes to, entered: the given one, else the caller's current one."""
         return self.stream if self.stream is not None else contextlib.nullcontext()
 
+    def on_stream(self, stream):
+        """``stream`` as a CuPy stream to enter (``fit(stream=)``): a CuPy stream as it is; another
+        library's (PyTorch's ``torch.cuda.Stream``, anything with ``__cuda_stream__``) wrapped, not copied,
+        as ``cupy.cuda.ExternalStream`` on its handle."""
+        cp = _cupy()
+        if isinstance(stream, (cp.cuda.Stream, cp.cuda.ExternalStream)):
+            return stream
+        handle = None
+        protocol = getattr(stream, "__cuda_stream__", None)
+        if callable(protocol):  # the CUDA stream protocol: (version, handle)
+            handle = protocol()[1]
+        elif isinstance(getattr(stream, "cuda_stream", None), int):  # torch.cuda.Stream
+            handle = stream.cuda_stream
+        if handle is None:
+            raise TypeError(
+                "stream must be a CuPy stream, a torch.cuda.Stream or an object with __cuda_stream__; "
+                f"got {type(stream).__name__}"
+            )
+        return cp.cuda.ExternalStream(int(handle))
+
     @classmethod
     def probe(cls):
         try:
