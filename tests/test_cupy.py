@@ -200,13 +200,10 @@ class _Recorder:
         return getattr(self.fn, name)
 
 
-@pytest.mark.parametrize("strategy", ["fused", "graph", "eager"])
-def test_work_goes_to_the_callers_current_stream_or_the_given_one(cp, strategy, monkeypatch):
+def _record_streams(cp, monkeypatch) -> list[int]:
+    """The list that every kernel launch and matmul from here on appends its current stream to."""
     from sigmanet.backends.cupy import _cuda
-    from sigmanet.backends.cupy.backend import CupyBackend
 
-    X, y = make_table(2048 if strategy != "fused" else 64, 8, 2, seed=0)
-    w = sn.Network([8, 16, 2], seed=0).weights
     seen: list[int] = []
     K = _cuda.kernels("float64", cp.cuda.Device().id)
     for name in list(K.fn):
@@ -214,6 +211,16 @@ def test_work_goes_to_the_callers_current_stream_or_the_given_one(cp, strategy, 
     real_instance = K.instance
     monkeypatch.setattr(K, "instance", lambda name: _Recorder(real_instance(name), seen))
     monkeypatch.setattr(cp, "matmul", _Recorder(cp.matmul, seen))
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["fused", "graph", "eager"])
+def test_work_goes_to_the_callers_current_stream_or_the_given_one(cp, strategy, monkeypatch):
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    X, y = make_table(2048 if strategy != "fused" else 64, 8, 2, seed=0)
+    w = sn.Network([8, 16, 2], seed=0).weights
+    seen = _record_streams(cp, monkeypatch)
     for where in ("current", "given"):
         seen.clear()
         stream = cp.cuda.Stream(non_blocking=True)
@@ -235,8 +242,6 @@ def test_work_goes_to_the_callers_current_stream_or_the_given_one(cp, strategy, 
 @pytest.mark.parametrize("strategy", ["fused", "eager"])
 @pytest.mark.parametrize("kind", ["cupy", "torch"])
 def test_fit_and_predict_run_on_a_stream_given_to_them(cp, strategy, kind, monkeypatch):
-    from sigmanet.backends.cupy import _cuda
-
     if kind == "torch":
         torch = pytest.importorskip("torch")
         if not torch.cuda.is_available():
@@ -247,13 +252,7 @@ def test_fit_and_predict_run_on_a_stream_given_to_them(cp, strategy, kind, monke
         stream = cp.cuda.Stream(non_blocking=True)
         handle = stream.ptr
     X, y = make_table(2048 if strategy != "fused" else 64, 8, 2, seed=0)
-    seen: list[int] = []
-    K = _cuda.kernels("float64", cp.cuda.Device().id)
-    for name in list(K.fn):
-        monkeypatch.setitem(K.fn, name, _Recorder(K.fn[name], seen))
-    real_instance = K.instance
-    monkeypatch.setattr(K, "instance", lambda name: _Recorder(real_instance(name), seen))
-    monkeypatch.setattr(cp, "matmul", _Recorder(cp.matmul, seen))
+    seen = _record_streams(cp, monkeypatch)
     net = sn.Network([8, 16, 2], backend=f"cupy:{strategy}", seed=0)
     net.fit(cp.asarray(X), cp.asarray(y), iterations=3, reduction="mean", stream=stream)
     out = net.predict(cp.asarray(X), stream=stream)
