@@ -294,7 +294,7 @@ def test_dask_arrays_of_cupy_chunks_train_on_their_gpu_and_agree_with_in_memory_
     yd = da.from_array(cp.asarray(y), chunks=(1024, -1), asarray=False)
     swd = da.from_array(cp.asarray(sw), chunks=(1024,), asarray=False)
     fit = dict(iterations=6, report_every=2, reduction="mean", optimizer="adam", learning_rate=0.05)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc:
         with distributed.Client(lc):
             net = sn.Network([8, 16, 2], backend="cupy", seed=0, dtype="float32", bias=True)
             h = net.fit(Xd, yd, sample_weight=swd, **fit)

@@ -27,7 +27,7 @@ TOL = dict(rtol=1e-10, atol=1e-13)
 def client():
     environ = dict(os.environ)  # distributed sets OMP/OPENBLAS/MKL_NUM_THREADS=1 in this process: undone after
     try:
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True)
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", processes=True)
         # not the default client: the "local" tests must run on Dask's local scheduler, not on this cluster
         with cluster, distributed.Client(cluster, set_as_default=False) as c:
             yield c
@@ -258,7 +258,7 @@ def test_a_fit_survives_losing_every_worker_at_once(rng, monkeypatch):
     ref = sn.Network([6, 8, 1], backend="numpy", seed=3)
     ref.fit(X, y, iterations=20, report_every=5, reduction="mean")
     environ = dict(os.environ)
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", processes=True)
     try:
         with cluster, distributed.Client(cluster, set_as_default=False) as c:
             pids = c.run(os.getpid)

@@ -128,7 +128,7 @@ def bench_dask(rows, dtype="float32", layers=None, n_workers=2, min_seconds=0.5,
     weights = init_weights(layers, np.dtype(dtype), 0, "glorot")
     config = TrainConfig(learning_rate=1.0, reduction="mean")
     with (
-        LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         # chunks of 65536 rows at least, 4 per worker at least: every worker gets a share
