@@ -189,20 +189,24 @@ class Stats:
         """The first step's (weighted) mean ``|y - out|``, the seed's printed figure."""
         return float(self.values[0] / self.values[1]) if self.values[1] > 0 else float("nan")
 
+    def _per_row(self, total: float) -> float:
+        """A sum over the tracked steps divided by their rows (NaN when none was tracked)."""
+        return float(total / self.values[3]) if self.values[3] > 0 else float("nan")
+
     @property
     def loss(self) -> float:
         """The tracked steps' loss (data and penalty): the first's, or their mean weighted by rows."""
-        return float((self.values[2] + self.values[4]) / self.values[3]) if self.values[3] > 0 else float("nan")
+        return self._per_row(self.values[2] + self.values[4])
 
     @property
     def data_loss(self) -> float:
         """The loss's data part alone (no L2 penalty), per row as :attr:`loss`."""
-        return float(self.values[2] / self.values[3]) if self.values[3] > 0 else float("nan")
+        return self._per_row(self.values[2])
 
     @property
     def penalty(self) -> float:
         """The loss's L2 penalty part, per row as :attr:`loss`."""
-        return float(self.values[4] / self.values[3]) if self.values[3] > 0 else float("nan")
+        return self._per_row(self.values[4])
 
     def then(self, later: Stats, average_loss: bool) -> Stats:
         """This part of an interval followed by a later part: the first part's error, and its loss,
