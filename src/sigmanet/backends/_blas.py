@@ -71,6 +71,18 @@ def blas_threads(n: int) -> Iterator[None]:
                 _applied = None
 
 
+def callers_threads(path_part: str) -> int | None:
+    """The fewest threads the loaded BLAS libraries whose path holds ``path_part`` allow outside this
+    registry's own limits (a caller's threadpoolctl limit shows here; another fit's limit does not:
+    while any is in force, the counts found before the first), or None when none is loaded."""
+    with _lock:
+        if _active:
+            counts = [_original[id(lib)] for lib in _in_force if path_part in lib.filepath]
+        else:
+            counts = [lib.num_threads for lib in _blas_libraries() if path_part in lib.filepath]
+    return min(counts) if counts else None
+
+
 def _set(libraries, n: int) -> None:
     global _applied
     if n != _applied:

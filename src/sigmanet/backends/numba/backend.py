@@ -87,11 +87,11 @@ def _preload_scipy_blas() -> None:
 
 
 def _blas_threads_now() -> int | None:
-    """The thread count NumPy's BLAS has now (a caller's threadpoolctl limit shows here), or None."""
-    from .._blas import _blas_libraries
+    """The thread count NumPy's BLAS allows the caller now (their threadpoolctl limit shows here, another
+    fit's BLAS limit in another thread does not: concurrent fits choose as sequential ones), or None."""
+    from .._blas import callers_threads
 
-    counts = [lib.num_threads for lib in _blas_libraries() if "numpy" in lib.filepath]
-    return min(counts) if counts else None
+    return callers_threads("numpy")
 
 
 class NumbaTrainer(Trainer):
