@@ -219,6 +219,30 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
             assert np.array_equal(wa, wb)
 
 
+def test_a_fit_in_a_thread_that_lives_on_leaves_the_callers_own_blas_limits_working():
+    """threadpoolctl (3.8+) lets one thread at a time change OpenBLAS's count: a fit that claimed that
+    right from a worker thread would leave the caller's own threadpool_limits doing nothing while the
+    worker lives. The fit's limit goes past the claim, so the caller's limit still takes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def counts():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    def fit():
+        sn.Network([32, 64, 4], backend="numba:compiled", seed=5).fit(X, y, iterations=4)
+
+    X, y = make_table(3000, 32, 4)
+    before = counts()
+    with ThreadPoolExecutor(1) as pool:  # its thread stays alive until the block ends
+        pool.submit(fit).result()
+        assert {path: n for path, n in counts().items() if path in before} == before
+        with threadpool_limits(1, user_api="blas"):
+            assert set(counts().values()) == {1}
+        assert {path: n for path, n in counts().items() if path in before} == before
+
+
 # -- the engine's choice between the limits --
 
 

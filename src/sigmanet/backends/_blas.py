@@ -10,6 +10,15 @@ own code ran 2x slower). So every limit goes through one registry of active
 requests: the effective limit is the smallest active request, applied when it
 changes, and the thread counts found before the first request are restored
 when the last one ends, whatever the order.
+
+The registry sets each library's count itself, from whichever thread holds its
+lock: threadpoolctl 3.8 lets only one thread (the first to set a count, until it
+clears its claim) change a pthreads OpenBLAS's count, and other threads' calls do
+nothing, silently. Through the gated call, a fit's limit set from one thread and
+its restore from another left BLAS at 1 thread after concurrent fits (found: the
+concurrent-fits test failed under 3.8). The registry already serialises every
+change across threads, so it calls the library's own setter and never claims the
+gate: a caller's own ``threadpool_limits`` in any thread keeps working.
 """
 
 from __future__ import annotations
@@ -65,7 +74,7 @@ def blas_threads(n: int) -> Iterator[None]:
                 _set(libraries, min(_active))
             else:  # the last one out: every library back to what it had
                 for lib in libraries:
-                    lib.set_num_threads(_original[id(lib)])
+                    _set_one(lib, _original[id(lib)])
                 _original.clear()
                 _in_force.clear()
                 _applied = None
@@ -87,5 +96,11 @@ def _set(libraries, n: int) -> None:
     global _applied
     if n != _applied:
         for lib in libraries:
-            lib.set_num_threads(n)
+            _set_one(lib, n)
         _applied = n
+
+
+def _set_one(lib, n: int) -> None:
+    """Set one library's thread count, past threadpoolctl's one-thread gate where it has one (3.8+,
+    OpenBLAS with pthreads: ``_real_set_num_threads``, the call its gate makes; see the module's note)."""
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
