@@ -7,7 +7,8 @@
 #   dry run here:       OUT=/tmp/gpu bash benchmarks/gpu_check.sh    # without CuPy it stops at once, saying so
 #   on the CPU emulator: GPU_CHECK_SMALL=1 PYTHONPATH=tests/cuda_emulation/as_cupy:tests/cuda_emulation \
 #                        OUT=/tmp/gpu bash benchmarks/gpu_check.sh   # every step on tiny sizes, tests and ncu left
-#                        out, bounds x20: the script itself checked before a device session spends minutes on it
+#                        out, bounds x20, --quick benches (the tutorial's 60000-iteration comparison once, not
+#                        three times): the script itself checked before a device session spends minutes on it
 #
 # The device has no pip index and no network: its python3 already holds cupy-cuda13x, numba, numpy,
 # pytest, pytest-timeout, torch and jax (device/KINDS.md), so this runs from the source tree with
@@ -46,8 +47,8 @@ fi
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 SMALL="${GPU_CHECK_SMALL:-}"  # the dry run on the CPU emulator: tiny sizes, no tests, no ncu, longer bounds
-SCALE=1 ROWS=1048576 ITERS=60000 SIZES=4,1024,65536,1048576,4194304 MB_ROWS=65536 CROSS=()
-if [ -n "$SMALL" ]; then SCALE=20 ROWS=2048 ITERS=200 SIZES=4,1024 MB_ROWS=1024 CROSS=(--quick); fi  # JAX needs whole batches
+SCALE=1 ROWS=1048576 ITERS=60000 SIZES=4,1024,65536,1048576,4194304 MB_ROWS=65536 QUICK=()
+if [ -n "$SMALL" ]; then SCALE=20 ROWS=2048 ITERS=200 SIZES=4,1024 MB_ROWS=1024 QUICK=(--quick); fi  # JAX needs whole batches
 export SN_ROWS="$ROWS" SN_ITERS="$ITERS"
 bounded() { local s="$1"; shift; timeout "$((s * SCALE))" "$@"; }  # every step's time bound, in seconds
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -225,7 +226,7 @@ tail -n 40 "$OUT/checks.log"
 
 echo "== 4. sigmanet bench (GPU, with peers)"
 bounded 75 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax \
-    --sizes "$SIZES" --seconds 0.1 --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
+    --sizes "$SIZES" --seconds 0.1 "${QUICK[@]}" --out "$OUT/gpu-float32" >"$OUT/bench.log" 2>&1 \
     || { echo "gpu_check: bench failed or timed out"; status=1; }
 bounded 20 "$PY" -m sigmanet bench --backends cupy --peers torch,torch-graph,jax --layers 784,128,10 \
     --batch-size 128 --sizes "$MB_ROWS" --seconds 0.1 --out "$OUT/gpu-mb" >>"$OUT/bench.log" 2>&1 \
@@ -234,7 +235,7 @@ rm -f "$OUT/gpu-mb/throughput.png"  # 8 files come back at most
 tail -n 30 "$OUT/bench.log"
 
 echo "== 5. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
-bounded 20 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 "${CROSS[@]}" --out "$OUT/crossover.json" || status=1
+bounded 20 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 "${QUICK[@]}" --out "$OUT/crossover.json" || status=1
 
 echo "== 6. summary"
 bounded 5 "$PY" - "$OUT" <<'EOF' || true
