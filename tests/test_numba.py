@@ -189,15 +189,20 @@ def test_no_allocation_inside_the_training_loop(engine):
     assert peak < 32 * 1024, peak
 
 
+def _blas_counts():
+    """Each loaded BLAS library's thread count, by path."""
+    from threadpoolctl import threadpool_info
+
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
 def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequential_fits():
     """Fits in several threads (numba's compiled engine limits BLAS to one thread, the NumPy backend's
     threads= likewise): afterwards every BLAS library has its thread count back, and each network's
     weights equal, bit for bit, the same fit run alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_info
-
-    before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    before = _blas_counts()
     assert before
     X, y = make_table(3000, 32, 4)
 
@@ -212,7 +217,7 @@ def test_concurrent_fits_leave_blas_threads_as_they_found_them_and_match_sequent
         alone = list(pool.map(fit, jobs))
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(fit, jobs))
-    after = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    after = _blas_counts()
     assert {path: after[path] for path in before} == before  # (a library loaded since keeps its own default)
     for a, b in zip(alone, together, strict=True):
         for wa, wb in zip(a, b, strict=True):
@@ -225,22 +230,19 @@ def test_a_fit_in_a_thread_that_lives_on_leaves_the_callers_own_blas_limits_work
     worker lives. The fit's limit goes past the claim, so the caller's limit still takes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    def counts():
-        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    from threadpoolctl import threadpool_limits
 
     def fit():
         sn.Network([32, 64, 4], backend="numba:compiled", seed=5).fit(X, y, iterations=4)
 
     X, y = make_table(3000, 32, 4)
-    before = counts()
+    before = _blas_counts()
     with ThreadPoolExecutor(1) as pool:  # its thread stays alive until the block ends
         pool.submit(fit).result()
-        assert {path: n for path, n in counts().items() if path in before} == before
+        assert {path: n for path, n in _blas_counts().items() if path in before} == before
         with threadpool_limits(1, user_api="blas"):
-            assert set(counts().values()) == {1}
-        assert {path: n for path, n in counts().items() if path in before} == before
+            assert set(_blas_counts().values()) == {1}
+        assert {path: n for path, n in _blas_counts().items() if path in before} == before
 
 
 # -- the engine's choice between the limits --
