@@ -334,12 +334,51 @@ __global__ void optimizer_step(T* __restrict__ p, const T* __restrict__ g, int s
     if (sumsq != nullptr) sn_block_add(sq, sumsq, partial);
 }
 
-// What gemm_tiled does with each output element v = (op(A) @ op(B))[row, col].
+// What gemm_tiled and gemm_warp do with each output element v = (op(A) @ op(B))[row, col].
 #define SN_EPI_STORE 0     // C = v; with a split, into the partial C + z*M*N
 #define SN_EPI_SIGMOID 1   // C = sigmoid(v + E[col]) (E: the bias, or null): a sigmoid layer
 #define SN_EPI_DSIGMOID 2  // C = v * E*(1-E) (E: the activations): a hidden delta
 #define SN_EPI_STEP 3      // C = the optimizer's step of C from v (C: the parameter; no split)
 #define SN_EPI_BIAS 4      // C = v + E[col] (E: the bias, or null): an identity or softmax output's input
+
+// The value an epilogue other than the step stores for v at (row, col): e is E[row, col] for the
+// hidden delta (the caller loads it, alone or in a vector), unused otherwise.
+template <typename T, int EPI>
+__device__ __forceinline__ T sn_epilogue_value(T v, const T* __restrict__ E, int col, T e)
+{
+    if (EPI == SN_EPI_SIGMOID) return sn_sigmoid(E != nullptr ? v + E[col] : v);
+    if (EPI == SN_EPI_DSIGMOID) return v * (e * (T(1) - e));
+    if (EPI == SN_EPI_BIAS) return E != nullptr ? v + E[col] : v;
+    return v;
+}
+
+// The step epilogue's scalars (and `decay`: alpha for a decayed weight), read once per thread.
+template <typename T, int EPI>
+__device__ __forceinline__ SnStep<T> sn_epilogue_scalars(const double* __restrict__ cfg,
+                                                         const long long* __restrict__ counters, int decayed, T& decay)
+{
+    SnStep<T> st{};
+    if (EPI == SN_EPI_STEP) {
+        st = sn_step_scalars<T>(cfg, counters[SN_COUNT_STEP], counters[SN_COUNT_ITERATION], cfg[SN_CFG_R]);
+        decay = decayed ? (T)cfg[SN_CFG_ALPHA] : T(0);
+    }
+    return st;
+}
+
+// One output element through the epilogue, in bounds (row < M, col < N); a split's part is blockIdx.z.
+template <typename T, int EPI>
+__device__ __forceinline__ void sn_epilogue_one(T v, int row, int col, int M, int N, T* __restrict__ C,
+                                                const T* __restrict__ E, T* s0, T* s1, T decay, const SnStep<T>& st)
+{
+    const long long q = (long long)row * N + col;
+    if (EPI == SN_EPI_STORE) {
+        C[(long long)blockIdx.z * M * N + q] = v;
+    } else if (EPI == SN_EPI_STEP) {
+        C[q] = sn_update_one(C[q], v, decay, s0 != nullptr ? s0 + q : nullptr, s1 != nullptr ? s1 + q : nullptr, st);
+    } else {
+        C[q] = sn_epilogue_value<T, EPI>(v, E, col, EPI == SN_EPI_DSIGMOID ? E[q] : T(0));
+    }
+}
 
 // C = op(A) @ op(B) with an epilogue, for the CUDA-graph iteration (CuPy
 // refuses cuBLAS during stream capture). Tiles of (16 RM) x (16 RN) outputs,
@@ -400,35 +439,211 @@ __global__ void __launch_bounds__(256)
         }
         __syncthreads();
     }
-    SnStep<T> st{};
     T decay = T(0);
-    if (EPI == SN_EPI_STEP) {
-        st = sn_step_scalars<T>(cfg, counters[SN_COUNT_STEP], counters[SN_COUNT_ITERATION], cfg[SN_CFG_R]);
-        decay = decayed ? (T)cfg[SN_CFG_ALPHA] : T(0);
-    }
+    const SnStep<T> st = sn_epilogue_scalars<T, EPI>(cfg, counters, decayed, decay);
 #pragma unroll
     for (int i = 0; i < RM; ++i) {
         const int row = r0 + ty + 16 * i;
 #pragma unroll
         for (int j = 0; j < RN; ++j) {
             const int col = c0 + tx + 16 * j;
-            if (row >= M || col >= N) continue;
-            const long long q = (long long)row * N + col;
-            const T v = acc[i][j];
-            if (EPI == SN_EPI_STORE) {
-                C[(long long)blockIdx.z * M * N + q] = v;
-            } else if (EPI == SN_EPI_SIGMOID) {
-                C[q] = sn_sigmoid(E != nullptr ? v + E[col] : v);
-            } else if (EPI == SN_EPI_DSIGMOID) {
-                const T av = E[q];
-                C[q] = v * (av * (T(1) - av));
-            } else if (EPI == SN_EPI_STEP) {
-                C[q] = sn_update_one(C[q], v, decay, s0 != nullptr ? s0 + q : nullptr, s1 != nullptr ? s1 + q : nullptr,
-                                     st);
+            if (row < M && col < N) sn_epilogue_one<T, EPI>(acc[i][j], row, col, M, N, C, E, s0, s1, decay, st);
+        }
+    }
+}
+
+// 16 bytes of T: one vector load or store (4 floats, 2 doubles).
+template <typename T>
+struct alignas(16) SnVec {
+    static constexpr int n = 16 / sizeof(T);
+    T v[n];
+};
+
+// Vector accesses go through macros, so that the CPU emulator can check every address's alignment.
+#ifndef SN_VEC_LOAD
+#define SN_VEC_LOAD(T, p) (*reinterpret_cast<const SnVec<T>*>(p))
+#define SN_VEC_STORE(T, p, x) (*reinterpret_cast<SnVec<T>*>(p) = (x))
+#endif
+
+__device__ __forceinline__ bool sn_aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
+
+// gemm_tiled's product and epilogues, tiled as the public SGEMM work-logs that reach cuBLAS-class
+// float32 rates without tensor cores tile theirs, for the graph iteration's shapes to be timed
+// against cuBLAS on the device (gpu_check.sh) and against gemm_tiled:
+//   * a block of (BM/WM) x (BN/WN) warps computes a BM x BN tile of C, K in steps of BK;
+//   * each warp computes a WM x WN tile as WMITER x WNITER sub-tiles of WSUBM x WSUBN, its 32 lanes
+//     laid out (32/LX) x LX over each sub-tile, each lane holding TM x TN outputs of every one, so a
+//     lane's operands are TM + TN values per step of K and its WMITER TM x WNITER TN products;
+//   * 16-byte global loads (VW values) wherever the stored rows keep their alignment (each load
+//     falls back to single values at a ragged edge or on a misaligned operand), and 16-byte reads
+//     of each lane's operands from shared memory;
+//   * two shared buffers: the next tile is fetched into registers while the current one is used,
+//     then stored into the other buffer: one barrier per step of K;
+//   * the epilogue stores VW outputs at a time (the step, per element).
+// Launched as grid (ceil(M/BM), ceil(N/BN), splits), block ((BM/WM) (BN/WN) 32). Arguments, TA,
+// TB, the split over K (kc: a multiple of BK) and EPI are gemm_tiled's.
+template <typename T, int TA, int TB, int EPI, int BM, int BN, int BK, int WM, int WN, int WNITER, int TM, int TN>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
+    gemm_warp(int M, int N, int K, int kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+              const T* __restrict__ E, T* s0, T* s1, int decayed, const double* __restrict__ cfg,
+              const long long* __restrict__ counters)
+{
+    using V = SnVec<T>;
+    constexpr int VW = V::n;
+    constexpr int NT = (BM / WM) * (BN / WN) * 32;
+    constexpr int WMITER = (WM * WN) / (32 * TM * TN * WNITER);
+    constexpr int WSUBM = WM / WMITER, WSUBN = WN / WNITER, LX = WSUBN / TN;
+    static_assert(BM % WM == 0 && BN % WN == 0 && WMITER >= 1 && WM % WMITER == 0 && WN % WNITER == 0, "tiles");
+    static_assert(WSUBN % TN == 0 && 32 % LX == 0 && WSUBM == TM * (32 / LX), "a warp's lanes cover its sub-tile");
+    static_assert(BK % VW == 0 && BM % VW == 0 && BN % VW == 0 && TM % VW == 0 && TN % VW == 0, "vector width");
+    constexpr int PA = TA ? 0 : VW, PB = TB ? VW : 0;  // a row of padding where a tile is stored transposed
+    constexpr int NVA = BM * BK / VW, NVB = BK * BN / VW;  // vectors in a tile of op(A), of op(B)
+    constexpr int LA = (NVA + NT - 1) / NT, LB = (NVB + NT - 1) / NT;
+    struct alignas(16) Tiles {
+        T a[2][BK][BM + PA];  // a[buffer][k][row]: op(A)'s tile, K-major
+        T b[2][BK][BN + PB];  // b[buffer][k][col]
+    };
+    __shared__ Tiles sm;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int wr = warp / (BN / WN), wc = warp % (BN / WN), tr = lane / LX, tc = lane % LX;
+    const int r0 = blockIdx.x * BM, c0 = blockIdx.y * BN;
+    const int k_begin = blockIdx.z * kc, k_end = min(K, k_begin + kc);
+    // whole vectors where the stored rows start 16-byte aligned (kc and the corners are multiples of VW)
+    const bool va = sn_aligned16(A) && (TA ? M : K) % VW == 0, vb = sn_aligned16(B) && (TB ? K : N) % VW == 0;
+    V ra[LA], rb[LB];  // the next tiles, staged in registers
+
+    auto fetch = [&](int t) {
+#pragma unroll
+        for (int s = 0; s < LA; ++s) {
+            const int e = tid + NT * s;
+            if (NVA % NT != 0 && e >= NVA) break;
+            // TA: vectors along the stored rows of (K, M); else along the rows of (M, K)
+            const int k = TA ? e / (BM / VW) : e % (BK / VW) * VW, r = TA ? e % (BM / VW) * VW : e / (BK / VW);
+            const int gk = t + k, gr = r0 + r;
+            const long long at = TA ? (long long)gk * M + gr : (long long)gr * K + gk;
+            if (va && (TA ? gk < k_end && gr + VW <= M : gr < M && gk + VW <= k_end)) {
+                ra[s] = SN_VEC_LOAD(T, A + at);
             } else {
-                C[q] = E != nullptr ? v + E[col] : v;
+#pragma unroll
+                for (int j = 0; j < VW; ++j)
+                    ra[s].v[j] = (TA ? gk < k_end && gr + j < M : gr < M && gk + j < k_end) ? A[at + j] : T(0);
             }
         }
+#pragma unroll
+        for (int s = 0; s < LB; ++s) {
+            const int e = tid + NT * s;
+            if (NVB % NT != 0 && e >= NVB) break;
+            // TB: vectors along the stored rows of (N, K); else along the rows of (K, N)
+            const int k = TB ? e % (BK / VW) * VW : e / (BN / VW), c = TB ? e / (BK / VW) : e % (BN / VW) * VW;
+            const int gk = t + k, gc = c0 + c;
+            const long long at = TB ? (long long)gc * K + gk : (long long)gk * N + gc;
+            if (vb && (TB ? gc < N && gk + VW <= k_end : gk < k_end && gc + VW <= N)) {
+                rb[s] = SN_VEC_LOAD(T, B + at);
+            } else {
+#pragma unroll
+                for (int j = 0; j < VW; ++j)
+                    rb[s].v[j] = (TB ? gc < N && gk + j < k_end : gk < k_end && gc + j < N) ? B[at + j] : T(0);
+            }
+        }
+    };
+    auto stash = [&](int buf) {
+#pragma unroll
+        for (int s = 0; s < LA; ++s) {
+            const int e = tid + NT * s;
+            if (NVA % NT != 0 && e >= NVA) break;
+            if (TA) {
+                SN_VEC_STORE(T, &sm.a[buf][e / (BM / VW)][e % (BM / VW) * VW], ra[s]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < VW; ++j) sm.a[buf][e % (BK / VW) * VW + j][e / (BK / VW)] = ra[s].v[j];
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < LB; ++s) {
+            const int e = tid + NT * s;
+            if (NVB % NT != 0 && e >= NVB) break;
+            if (TB) {
+#pragma unroll
+                for (int j = 0; j < VW; ++j) sm.b[buf][e % (BK / VW) * VW + j][e / (BK / VW)] = rb[s].v[j];
+            } else {
+                SN_VEC_STORE(T, &sm.b[buf][e / (BN / VW)][e % (BN / VW) * VW], rb[s]);
+            }
+        }
+    };
+
+    T acc[WMITER * TM][WNITER * TN];
+#pragma unroll
+    for (int x = 0; x < WMITER * TM; ++x)
+#pragma unroll
+        for (int y = 0; y < WNITER * TN; ++y) acc[x][y] = T(0);
+    int buf = 0;
+    if (k_begin < k_end) {
+        fetch(k_begin);
+        stash(0);
+    }
+    __syncthreads();
+    for (int t = k_begin; t < k_end; t += BK) {
+        const bool more = t + BK < k_end;
+        if (more) fetch(t + BK);  // in flight while this tile is used
+#pragma unroll
+        for (int q = 0; q < BK; ++q) {
+            T a[WMITER * TM], b[WNITER * TN];
+#pragma unroll
+            for (int i = 0; i < WMITER; ++i)
+#pragma unroll
+                for (int u = 0; u < TM; u += VW) {
+                    const V x = SN_VEC_LOAD(T, &sm.a[buf][q][wr * WM + i * WSUBM + tr * TM + u]);
+#pragma unroll
+                    for (int j = 0; j < VW; ++j) a[i * TM + u + j] = x.v[j];
+                }
+#pragma unroll
+            for (int i = 0; i < WNITER; ++i)
+#pragma unroll
+                for (int u = 0; u < TN; u += VW) {
+                    const V x = SN_VEC_LOAD(T, &sm.b[buf][q][wc * WN + i * WSUBN + tc * TN + u]);
+#pragma unroll
+                    for (int j = 0; j < VW; ++j) b[i * TN + u + j] = x.v[j];
+                }
+#pragma unroll
+            for (int x = 0; x < WMITER * TM; ++x)
+#pragma unroll
+                for (int y = 0; y < WNITER * TN; ++y) acc[x][y] += a[x] * b[y];
+        }
+        if (more) stash(buf ^ 1);  // the other buffer: last read before the previous barrier
+        __syncthreads();
+        buf ^= 1;
+    }
+
+    T decay = T(0);
+    const SnStep<T> st = sn_epilogue_scalars<T, EPI>(cfg, counters, decayed, decay);
+    T* const Cz = EPI == SN_EPI_STORE ? C + (long long)blockIdx.z * M * N : C;
+    const bool vc =
+        EPI != SN_EPI_STEP && N % VW == 0 && sn_aligned16(Cz) && (EPI != SN_EPI_DSIGMOID || sn_aligned16(E));
+#pragma unroll
+    for (int x = 0; x < WMITER * TM; ++x) {
+        const int row = r0 + wr * WM + x / TM * WSUBM + tr * TM + x % TM;
+        if (row >= M) continue;
+#pragma unroll
+        for (int i = 0; i < WNITER; ++i)
+#pragma unroll
+            for (int u = 0; u < TN; u += VW) {
+                const int col = c0 + wc * WN + i * WSUBN + tc * TN + u;
+                if (vc && col + VW <= N) {
+                    const long long q = (long long)row * N + col;
+                    V e{}, out;
+                    if (EPI == SN_EPI_DSIGMOID) e = SN_VEC_LOAD(T, E + q);
+#pragma unroll
+                    for (int j = 0; j < VW; ++j)
+                        out.v[j] = sn_epilogue_value<T, EPI>(acc[x][i * TN + u + j], E, col + j, e.v[j]);
+                    SN_VEC_STORE(T, Cz + q, out);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < VW; ++j)
+                        if (col + j < N)
+                            sn_epilogue_one<T, EPI>(acc[x][i * TN + u + j], row, col + j, M, N, C, E, s0, s1, decay,
+                                                    st);
+                }
+            }
     }
 }
 

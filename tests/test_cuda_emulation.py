@@ -50,6 +50,8 @@ def _default_instances():
     names += [_cuda.fixed_shape_name("double", s) for s in ([2, 5, 3], [4, 6, 3], [4, 6, 2], [5, 8, 9, 3, 2])]
     names += [_cuda.warp_name("double", s) for s in ([3, 4, 1], [2, 5, 3], [3, 4, 2])]
     names += [_cuda.gemm_name("double", 0, 0, 4, 1, "sigmoid"), _cuda.gemm_name("double", 0, 1, 4, 1, "dsigmoid")]
+    names += [_cuda.warp_gemm_name(T, ta, tb, "32x16/1", epi) for T in ("float", "double")
+              for (ta, tb), epis in _cuda._GEMM_EPILOGUES.items() for epi in epis]  # fmt: skip
     return names
 
 
@@ -297,8 +299,9 @@ def test_optimizer_step_follows_the_rules_of_optimizers_update(cp, rng, config, 
 # -- gemm_tiled --------------------------------------------------------------------------------------
 
 
-def _gemm_cases(cp, rng, dtype, tiles, shapes):
-    """Every op(A) @ op(B) with each of its epilogues (split partials for the weight gradient)."""
+def _gemm_cases(cp, rng, dtype, tiles, shapes, kernel="tiled"):
+    """Every op(A) @ op(B) with each of its epilogues (split partials for the weight gradient), on
+    gemm_tiled (tiles: (RM, RN)) or gemm_warp (tiles: a tiling's name)."""
     K, tol = _cuda.kernels(dtype), _tol(dtype)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
     config = TrainConfig(learning_rate=0.5, optimizer="momentum", alpha=0.05)
@@ -311,29 +314,29 @@ def _gemm_cases(cp, rng, dtype, tiles, shapes):
             dA = cp.asarray(A.T.copy() if ta else A)
             dB = cp.asarray(B.T.copy() if tb else B)
             C = cp.full((M, N), np.nan, dtype)
-            K.gemm(dA, dB, C, ta=ta, tb=tb, tiles=tiles)
+            K.gemm(dA, dB, C, ta=ta, tb=tb, tiles=tiles, kernel=kernel)
             np.testing.assert_allclose(C.get(), want, **tol)
             if ta:
                 parts = cp.full((3, M, N), np.nan, dtype)
-                K.gemm(dA, dB, parts, ta=True, tiles=tiles)
+                K.gemm(dA, dB, parts, ta=True, tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(parts.get().sum(axis=0), want, **tol)
                 W0, V0 = rng.standard_normal((M, N)).astype(dtype), rng.standard_normal((M, N)).astype(dtype)
                 W, V = cp.asarray(W0), cp.asarray(V0)
                 K.gemm(dA, dB, W, ta=True, epilogue="step", slots=(V, None), decayed=True, cfg=cfg,
-                       counters=counters, tiles=tiles)  # fmt: skip
+                       counters=counters, tiles=tiles, kernel=kernel)  # fmt: skip
                 want_w, want_v = _reference_step(config, W0, want.astype(dtype), {"velocity": V0}, 0.5, 1.0, 1, True)
                 np.testing.assert_allclose(W.get(), want_w, **tol)
                 np.testing.assert_allclose(V.get(), want_v["velocity"], **tol)
             elif tb:
                 act = rng.random((M, N)).astype(dtype)
-                K.gemm(dA, dB, C, tb=True, epilogue="dsigmoid", E=cp.asarray(act), tiles=tiles)
+                K.gemm(dA, dB, C, tb=True, epilogue="dsigmoid", E=cp.asarray(act), tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(C.get(), want * act * (1 - act), **tol)
             else:
                 bias = rng.standard_normal(N).astype(dtype)
                 for epi, f in (("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("bias", lambda v: v)):
-                    K.gemm(dA, dB, C, epilogue=epi, E=cp.asarray(bias), tiles=tiles)
+                    K.gemm(dA, dB, C, epilogue=epi, E=cp.asarray(bias), tiles=tiles, kernel=kernel)
                     np.testing.assert_allclose(C.get(), f(want + bias), **tol)
-                    K.gemm(dA, dB, C, epilogue=epi, tiles=tiles)
+                    K.gemm(dA, dB, C, epilogue=epi, tiles=tiles, kernel=kernel)
                     np.testing.assert_allclose(C.get(), f(want), **tol)
 
 
@@ -349,6 +352,78 @@ def test_gemm_tiled_every_epilogue_and_transpose_matches_numpy(cp, rng, dtype, t
 def test_gemm_tiled_every_tile_matches_numpy(cp, rng, dtype, tiles):
     """Ragged edges in every direction, tiles larger than the matrix, K split into parts."""
     _gemm_cases(cp, rng, dtype, tiles, [(37, 70, 129), (300, 5, 17), (1, 140, 40)])
+
+
+# -- gemm_warp -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_warp_every_epilogue_and_transpose_matches_numpy(cp, rng, dtype):
+    """One warp's tiling on a random shape: ragged edges, K over several steps and split."""
+    shape = (int(rng.integers(1, 80)), int(rng.integers(1, 40)), int(rng.integers(1, 80)))
+    _gemm_cases(cp, rng, dtype, "32x16/1", [shape], kernel="warp")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_warp_every_tiling_matches_numpy(cp, rng, dtype):
+    """Every tiling: tiles larger than the matrix, ragged edges in every direction, rows a multiple of
+    the vector width (16-byte loads) or not (single loads), K over several steps, split into parts."""
+    for tiling in _cuda.warp_tilings("float" if dtype == "float32" else "double"):
+        _gemm_cases(cp, rng, dtype, tiling, [(37, 70, 129), (300, 5, 17), (1, 140, 40), (260, 136, 72)], "warp")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_warp_loads_one_value_at_a_time_from_misaligned_operands(cp, rng, dtype):
+    """An operand 16-byte aligned but for an offset (a view one element in) is read value by value, as
+    are rows whose length is no multiple of the vector width: the emulator fails any misaligned
+    vector access, as the device would fault on it, so the results show the fallback is taken."""
+    K = _cuda.kernels(dtype)
+    M, N, Kd = 36, 24, 40  # multiples of every vector width: only the offsets misalign
+
+    def shifted(a):  # a's values in a device buffer one element past an aligned one
+        flat = cp.zeros(a.size + 1, dtype)
+        view = flat[1:].reshape(a.shape)
+        view[...] = cp.asarray(a)
+        assert view.data.ptr % 16 != 0
+        return view
+
+    A, B = rng.standard_normal((M, Kd)).astype(dtype), rng.standard_normal((Kd, N)).astype(dtype)
+    act = rng.random((M, N)).astype(dtype)
+    want = A.astype(np.float64) @ B
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
+    for dA, dB in ((shifted(A), cp.asarray(B)), (cp.asarray(A), shifted(B))):
+        C = cp.full((M, N), np.nan, dtype)
+        K.gemm(dA, dB, C, tiles="32x16/1", kernel="warp")
+        np.testing.assert_allclose(C.get(), want, **tol)
+    C = shifted(np.full((M, N), np.nan, dtype))
+    K.gemm(cp.asarray(A), cp.asarray(B.T.copy()), C, tb=True, epilogue="dsigmoid", E=shifted(act), tiles="32x16/1",
+           kernel="warp")  # fmt: skip
+    np.testing.assert_allclose(C.get(), want * act * (1 - act), **tol)
+
+
+def test_the_emulator_fails_a_misaligned_vector_access(library):
+    """The check the fallback test leans on: a 16-byte load from an address that is not aligned."""
+    lib, folder = library
+    probe = lib.code + (
+        "\ntemplate <typename T>\n"
+        "__global__ void sn_probe_vec(const T* p, T* out) { out[0] = SN_VEC_LOAD(T, p).v[0]; }\n"
+    )
+    probe_lib = emulator.build(probe, ["sn_probe_vec<float>"], _cuda.compile_options(), folder)
+
+    class At:  # a host pointer as the kernel's argument
+        def __init__(self, a):
+            self.a = a
+
+        def __sn_emu_pointer__(self):
+            return self.a.ctypes.data
+
+    buf, out = np.arange(8, dtype=np.float32), np.zeros(1, np.float32)
+    start = -buf.ctypes.data % 16 // 4  # the first aligned element
+    probe_lib.launch("sn_probe_vec<float>", 1, 1, [At(buf[start:]), At(out)])
+    assert out[0] == start
+    with pytest.raises(emulator.EmulationError, match="misaligned"):
+        probe_lib.launch("sn_probe_vec<float>", 1, 1, [At(buf[start + 1 :]), At(out)])
 
 
 # -- whole engines: the single launch (warp, fixed shape, generic) and the graph, against NumPy -------

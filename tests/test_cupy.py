@@ -347,6 +347,29 @@ def test_the_graph_engine_really_captures_a_graph(layers, rows):
     assert tr.graph is not None and tr.graph_error is None, tr.graph_error
 
 
+@pytest.mark.parametrize(
+    "rows,layers,dtype",
+    [(1 << 20, [3, 4, 1], "float64"), (4096, [64, 256, 16], "float32"), (999, [5, 13, 3], "float64")],
+)
+def test_the_graph_on_gemm_warp_agrees_with_numpy(rows, layers, dtype):
+    """The graph iteration with gemm_warp for every GEMM: split tall narrow gradients, 16-byte rows, ragged ones."""
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    X, y = make_table(rows, layers[0], layers[-1], seed=2, dtype=dtype)
+    rng = np.random.default_rng(6)
+    w = sn.Network(layers, seed=4, dtype=dtype).weights
+    biases = [rng.standard_normal(n).astype(dtype) for n in layers[1:]]
+    cfg = TrainConfig(reduction="mean", optimizer="nesterov", learning_rate=0.5, alpha=0.001)
+    graph = CupyBackend(strategy="graph", gemm="warp").trainer(w, biases, X, y, cfg)
+    ref = get_backend("numpy").trainer(w, biases, X, y, cfg)
+    e1, e2 = graph.run(0, 4), ref.run(0, 4)
+    assert graph.graph is not None and graph.graph_error is None, graph.graph_error
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == "float32" else dict(rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose([e1.error, e1.loss], [e2.error, e2.loss], **tol)
+    for a, c in zip(sum(graph.weights(), []), sum(ref.weights(), []), strict=True):
+        np.testing.assert_allclose(a, c, **tol)
+
+
 def test_tall_narrow_nets_on_the_graph_agree_with_eager():
     """1M x 3-4-1 (issue 24 item 3): the split weight gradients, biases too."""
     rows, layers = 1 << 20, [3, 4, 1]
@@ -424,10 +447,21 @@ def test_an_interval_longer_than_one_launch_is_split_exactly(monkeypatch):
     np.testing.assert_array_equal(split.weights()[0][0], whole.weights()[0][0])
 
 
-@pytest.mark.parametrize("tiles", [(1, 1), (8, 8), (8, 1), (1, 8), (2, 4)])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_gemm_tiled_every_tile_and_epilogue_matches_numpy(cp, tiles, dtype):
-    """Our graph-path GEMM: every op(A) @ op(B), epilogue and register tile, on shapes that leave ragged edges."""
+def _our_gemms():
+    """(dtype, kernel, tiles): gemm_tiled's extreme register tiles and every tiling of gemm_warp."""
+    from sigmanet.backends.cupy._cuda import warp_tilings
+
+    cases = []
+    for dtype, T in (("float64", "double"), ("float32", "float")):
+        cases += [(dtype, "tiled", t) for t in [(1, 1), (8, 8), (8, 1), (1, 8), (2, 4)]]
+        cases += [(dtype, "warp", t) for t in warp_tilings(T)]
+    return cases
+
+
+@pytest.mark.parametrize("dtype,kernel,tiles", _our_gemms())
+def test_our_gemms_match_numpy_on_every_tile_and_epilogue(cp, dtype, kernel, tiles):
+    """The graph path's GEMMs: every op(A) @ op(B), epilogue and tile, on shapes that leave ragged edges
+    and one whose rows all take 16-byte loads and stores (gemm_warp's vector path)."""
     from sigmanet.backends.cupy._cuda import kernels, settings
 
     K_ = kernels(dtype)
@@ -435,35 +469,35 @@ def test_gemm_tiled_every_tile_and_epilogue_matches_numpy(cp, tiles, dtype):
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
     cfg = cp.asarray(settings(TrainConfig(learning_rate=0.5), 10, 1.0))
     counters = cp.asarray(np.array([1, 0], np.int64))
-    for M, N, K in [(37, 70, 129), (300, 5, 17), (1, 140, 600)]:
+    for M, N, K in [(37, 70, 129), (300, 5, 17), (1, 140, 600), (256, 64, 96)]:
         A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
         want = A.astype(np.float64) @ B
         for ta, tb in [(False, False), (True, False), (False, True)]:
             dA = cp.asarray(A.T.copy() if ta else A)
             dB = cp.asarray(B.T.copy() if tb else B)
             C = cp.full((M, N), np.nan, dtype)
-            K_.gemm(dA, dB, C, ta=ta, tb=tb, tiles=tiles)
+            K_.gemm(dA, dB, C, ta=ta, tb=tb, tiles=tiles, kernel=kernel)
             np.testing.assert_allclose(C.get(), want, **tol)
             if ta:  # split over K: partials that optimizer_step sums into w
                 parts = cp.full((3, M, N), np.nan, dtype)
-                K_.gemm(dA, dB, parts, ta=True, tiles=tiles)
+                K_.gemm(dA, dB, parts, ta=True, tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(parts.get().sum(axis=0), want, **tol)
                 W0 = rng.standard_normal((M, N)).astype(dtype)
                 W = cp.asarray(W0)
                 K_.optimizer_step(W, parts, (None, None), decayed=True, cfg=cfg, counters=counters)
                 np.testing.assert_allclose(W.get(), W0 + 0.5 * want, **tol)
                 W = cp.asarray(W0)
-                K_.gemm(dA, dB, W, ta=True, epilogue="step", cfg=cfg, counters=counters, tiles=tiles)
+                K_.gemm(dA, dB, W, ta=True, epilogue="step", cfg=cfg, counters=counters, tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(W.get(), W0 + 0.5 * want, **tol)
             elif tb:
                 act = rng.random((M, N)).astype(dtype)
-                K_.gemm(dA, dB, C, tb=True, epilogue="dsigmoid", E=cp.asarray(act), tiles=tiles)
+                K_.gemm(dA, dB, C, tb=True, epilogue="dsigmoid", E=cp.asarray(act), tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(C.get(), want * act * (1 - act), **tol)
             else:
                 bias = rng.standard_normal(N).astype(dtype)
-                K_.gemm(dA, dB, C, epilogue="sigmoid", E=cp.asarray(bias), tiles=tiles)
+                K_.gemm(dA, dB, C, epilogue="sigmoid", E=cp.asarray(bias), tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(C.get(), 1 / (1 + np.exp(-(want + bias))), **tol)
-                K_.gemm(dA, dB, C, epilogue="bias", E=cp.asarray(bias), tiles=tiles)
+                K_.gemm(dA, dB, C, epilogue="bias", E=cp.asarray(bias), tiles=tiles, kernel=kernel)
                 np.testing.assert_allclose(C.get(), want + bias, **tol)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from sigmanet.backends.cupy._cuda import (
     KERNEL_FILE,
+    WARP_TILES,
     compile_options,
     fixed_shape_name,
     kernel_dir,
@@ -36,7 +37,8 @@ def test_kernel_sources_exist_and_are_found():
 
 
 def _instances(every_gemm):
-    """Every up-front instance, shape-fixed train_small and train_warp, every gemm_tiled (or its extreme tiles)."""
+    """Every up-front instance, shape-fixed train_small and train_warp, every gemm_tiled and gemm_warp (or
+    their extreme tiles)."""
     names = []
     for T in ("float", "double"):
         names += name_expressions(T, all_gemms=True) + [
@@ -45,7 +47,8 @@ def _instances(every_gemm):
             warp_name(T, [3, 4, 1]),
             warp_name(T, [8, 32, 8]),
         ]
-    return [n for n in names if every_gemm or "gemm" not in n or ", 1, 1, " in n or ", 8, 8, " in n]
+    extremes = [", 1, 1, ", ", 8, 8, "] + [", ".join(map(str, WARP_TILES[t])) for t in ("128x128/4", "32x16/1")]
+    return [n for n in names if every_gemm or "gemm" not in n or any(e in n for e in extremes)]
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
@@ -85,7 +88,7 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path, source, arch, every_
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "out.ptx").read_text()
     for kernel in ("train_small", "train_warp", "forward_sigmoid", "output_delta", "hidden_delta", "gemm_tiled",
-                   "output_step", "optimizer_step", "sgd_update"):  # fmt: skip
+                   "gemm_warp", "output_step", "optimizer_step", "sgd_update"):  # fmt: skip
         assert kernel in ptx
 
 

@@ -570,3 +570,24 @@ inline std::common_type_t<A, B> max(A a, B b)
 {
     return a < b ? std::common_type_t<A, B>(b) : std::common_type_t<A, B>(a);
 }
+
+// 16-byte vector loads and stores (SN_VEC_LOAD in the source): the device faults on an address that
+// is not 16-byte aligned, the host would not, so each one is checked (and copied bytewise).
+namespace sn_emu {
+template <typename V, typename P>
+inline V vec_load(const P* p)
+{
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) fail("a 16-byte vector load from a misaligned address");
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+template <typename V, typename P>
+inline void vec_store(P* p, const V& v)
+{
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) fail("a 16-byte vector store to a misaligned address");
+    std::memcpy(p, &v, sizeof v);
+}
+}  // namespace sn_emu
+#define SN_VEC_LOAD(T, p) sn_emu::vec_load<SnVec<T>>(p)
+#define SN_VEC_STORE(T, p, x) sn_emu::vec_store<SnVec<T>>(p, x)

@@ -99,6 +99,44 @@ def gemm_name(T: str, ta: int, tb: int, rm: int, rn: int, epilogue: str) -> str:
     return f"gemm_tiled<{T}, {ta}, {tb}, {rm}, {rn}, {EPILOGUES[epilogue]}>"
 
 
+# gemm_warp's tilings (its comment in the source): (BM, BN, BK, WM, WN, WNITER, TM, TN), the block's
+# tile, K's step, a warp's tile, its sub-tiles along N and a lane's outputs in each sub-tile, named
+# "BMxBN/warps". Wide outputs (the layers' GEMMs) take the widest: 128x128/4 is the warp-tiled
+# kernel's tiling in siboehm's public SGEMM work-log, 128x128/8 the classic 256 threads of 8 x 8
+# outputs (DefTruth's CUDA-Learn-Notes sgemm_t_8x8 kernels: 85-90% of cuBLAS on an L20, by its
+# README); 16 columns fit a net's narrow outputs; 32x16/1 the tiny weight gradients of tall narrow
+# nets. Which one is fastest on each shape is the device's to say (gpu_check.sh sweeps them).
+_WARP_TILINGS = (
+    (128, 128, 16, 64, 64, 4, 8, 4),
+    (128, 128, 16, 64, 32, 2, 8, 4),
+    (128, 64, 16, 64, 32, 2, 8, 4),
+    (64, 64, 16, 32, 32, 2, 4, 4),
+    (256, 16, 16, 64, 16, 1, 8, 4),
+    (128, 16, 16, 32, 16, 1, 4, 4),
+    (32, 16, 16, 32, 16, 1, 4, 4),
+)
+WARP_TILES = {f"{t[0]}x{t[1]}/{(t[0] // t[3]) * (t[1] // t[4])}": t for t in _WARP_TILINGS}
+# Tilings whose float64 accumulators would crowd the registers (ptxas: 254 a lane for 128x64/4)
+_WARP_FLOAT_ONLY = ("128x128/4", "128x128/8", "128x64/4", "256x16/4")
+GEMM_KERNELS = ("tiled", "warp")
+
+
+def warp_tilings(T: str) -> list[str]:
+    """gemm_warp's tilings for C type ``T``."""
+    return [t for t in WARP_TILES if T == "float" or t not in _WARP_FLOAT_ONLY]
+
+
+def warp_gemm_name(T: str, ta: int, tb: int, tiling: str, epilogue: str) -> str:
+    """The template instance of gemm_warp for these options."""
+    return f"gemm_warp<{T}, {ta}, {tb}, {EPILOGUES[epilogue]}, {', '.join(map(str, WARP_TILES[tiling]))}>"
+
+
+def warp_threads(tiling: str) -> int:
+    """Threads per block of gemm_warp with this tiling: 32 a warp."""
+    bm, bn, _, wm, wn, *_ = WARP_TILES[tiling]
+    return (bm // wm) * (bn // wn) * 32
+
+
 def name_expressions(T: str, all_gemms: bool = False) -> list[str]:
     """The template instances compiled up front for C type ``T`` ("float" or "double").
 
@@ -113,6 +151,12 @@ def name_expressions(T: str, all_gemms: bool = False) -> list[str]:
             for epi in epis
             for rm in TILE_FACTORS
             for rn in TILE_FACTORS
+        ]
+        names += [
+            warp_gemm_name(T, ta, tb, tiling, epi)
+            for (ta, tb), epis in _GEMM_EPILOGUES.items()
+            for epi in epis
+            for tiling in warp_tilings(T)
         ]
     return names
 
@@ -293,7 +337,30 @@ class Kernels:
                 rn //= 2
         return rm, rn
 
-    def gemm_splits(self, M, N, K):
+    def warp_tiling(self, M, N, max_splits=1):
+        """gemm_warp's tiling (WARP_TILES) for an (M, N) output: the widest for its width whose rows
+        the output half fills, narrower where the grid (times ``max_splits`` parts of K) would
+        otherwise leave multiprocessors idle."""
+        if N > 64:
+            wide = ("128x128/8", "128x64/4", "64x64/4")
+        else:
+            wide = ("128x64/4", "64x64/4") if N > 16 else ("256x16/4", "128x16/4")
+        order = [t for t in wide + ("32x16/1",) if t in warp_tilings(self.T)]
+        want = self.sm_count if max_splits == 1 else 2 * self.sm_count
+        for t in order[:-1]:
+            bm, bn = WARP_TILES[t][:2]
+            if bm < 2 * M and -(-M // bm) * -(-N // bn) * max_splits >= want:
+                return t
+        return order[-1]
+
+    def _block_tile(self, M, N, max_splits, kernel):
+        """The rows and columns of C one block of ``kernel`` computes for an (M, N) output."""
+        if kernel == "warp":
+            return WARP_TILES[self.warp_tiling(M, N, max_splits)][:2]
+        rm, rn = self.gemm_tiles(M, N, max_splits)
+        return 16 * rm, 16 * rn
+
+    def gemm_splits(self, M, N, K, kernel="tiled"):
         """How many partial sums a weight gradient's (M, N, K) GEMM splits K into.
 
         K is the batch's rows: without a split a 3x4 output is one block walking
@@ -301,20 +368,26 @@ class Kernels:
         graph iteration of 1M x 3-4-1 took 1.6x the eager one). Enough parts
         for several blocks per multiprocessor, each at least 64 rows, the
         partials at most 2^20 elements (optimizer_step reads them all).
+        ``kernel``: for gemm_tiled's ("tiled") or gemm_warp's ("warp") tiles.
         """
         max_splits = max(1, K // 64)
-        rm, rn = self.gemm_tiles(M, N, max_splits)
-        tiles = -(-M // (16 * rm)) * -(-N // (16 * rn))
+        bm, bn = self._block_tile(M, N, max_splits, kernel)
+        tiles = -(-M // bm) * -(-N // bn)
         return int(max(1, min(max_splits, -(-8 * self.sm_count // tiles), (1 << 20) // (M * N))))
 
     def instance(self, name):
         """A template instance compiled at its first use (NVRTC; CuPy also caches it on disk)."""
-        if name not in self.lazy:
+        self.compile([name])
+        return self.lazy[name]
+
+    def compile(self, names):
+        """The template instances ``names`` not compiled yet, in one NVRTC run (a sweep of tilings)."""
+        todo = [n for n in dict.fromkeys(names) if n not in self.lazy]
+        if todo:
             import cupy
 
-            module = cupy.RawModule(code=kernel_source(), options=compile_options(), name_expressions=[name])
-            self.lazy[name] = module.get_function(name)
-        return self.lazy[name]
+            module = cupy.RawModule(code=kernel_source(), options=compile_options(), name_expressions=todo)
+            self.lazy.update({n: module.get_function(n) for n in todo})
 
     def gemm(
         self,
@@ -331,8 +404,9 @@ class Kernels:
         counters=None,
         tiles=None,
         compile_only=False,
+        kernel="tiled",
     ):
-        """C = op(A) @ op(B) through gemm_tiled, then the epilogue (see the SN_EPI_* in the source).
+        """C = op(A) @ op(B) through gemm_tiled or gemm_warp, then the epilogue (SN_EPI_* in the source).
 
         Our own kernel, so a whole iteration can be captured in a CUDA graph
         (CuPy refuses cuBLAS during capture). With ``epilogue="store"`` C may be
@@ -341,10 +415,12 @@ class Kernels:
         activations for "dsigmoid". "step" updates the parameter C by the
         optimizer's rule: ``slots`` its (s0, s1) or None, ``decayed`` whether
         alpha applies (a weight), ``cfg`` and ``counters`` the settings and
-        step counters. ``tiles``: (RM, RN) instead of :meth:`gemm_tiles`'
-        choice (the tests try them all); ``compile_only``: compile the
-        instance and launch nothing (before a graph capture, which must not
-        load modules).
+        step counters. ``kernel``: "tiled" (gemm_tiled) or "warp"
+        (gemm_warp). ``tiles``: gemm_tiled's (RM, RN) instead of
+        :meth:`gemm_tiles`' choice, or gemm_warp's tiling (a WARP_TILES key)
+        instead of :meth:`warp_tiling`'s (the tests try them all);
+        ``compile_only``: compile the instance and launch nothing (before a
+        graph capture, which must not load modules).
         """
         self._check(A, B, C, E, *slots)
         M, N = C.shape[-2:]
@@ -356,15 +432,27 @@ class Kernels:
             self._check_typed(cfg, np.float64, CFG_SIZE, "cfg")
             self._check_typed(counters, np.int64, 2, "counters")
         if max(M, N, K) >= 2**31 - 256:
-            raise ValueError(f"gemm_tiled indexes with 32-bit ints: ({M}, {N}, {K}) is too large")
-        rm, rn = tiles or self.gemm_tiles(M, N, max(1, K // 64) if splits > 1 else 1)
-        kc = -(-K // (16 * splits)) * 16
-        fn = self.instance(gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue))
+            raise ValueError(f"gemm_tiled and gemm_warp index with 32-bit ints: ({M}, {N}, {K}) is too large")
+        max_splits = max(1, K // 64) if splits > 1 else 1
+        if kernel == "warp":
+            tiling = tiles or self.warp_tiling(M, N, max_splits)
+            if tiling not in warp_tilings(self.T):
+                raise ValueError(f"gemm_warp has no {self.T} tiling {tiling!r}: one of {warp_tilings(self.T)}")
+            bm, bn, bk = WARP_TILES[tiling][:3]
+            name, block = warp_gemm_name(self.T, int(ta), int(tb), tiling, epilogue), (warp_threads(tiling),)
+        elif kernel == "tiled":
+            rm, rn = tiles or self.gemm_tiles(M, N, max_splits)
+            bm, bn, bk = 16 * rm, 16 * rn, 16
+            name, block = gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue), (16, 16)
+        else:
+            raise ValueError(f"kernel must be one of {GEMM_KERNELS}, got {kernel!r}")
+        kc = -(-K // (bk * splits)) * bk
+        fn = self.instance(name)
         if compile_only:
             return
         fn(
-            ((M + 16 * rm - 1) // (16 * rm), (N + 16 * rn - 1) // (16 * rn), splits),
-            (16, 16),
+            ((M + bm - 1) // bm, (N + bn - 1) // bn, splits),
+            block,
             (np.int32(M), np.int32(N), np.int32(K), np.int32(kc), A, B, C, _ptr(E), _ptr(slots[0]), _ptr(slots[1]),
              np.int32(decayed), _ptr(cfg), _ptr(counters)),
         )  # fmt: skip
