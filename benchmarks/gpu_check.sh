@@ -23,8 +23,9 @@
 #      leads), then the agreement and property tests through the cupy engines (-k cupy);
 #   3. checks.log: the seed's time per iteration (train_warp against train_small, float64 and float32,
 #      compile excluded; target <= 1 us), ncu's instructions per iteration for both (unless SKIP_NCU),
-#      and at 1M x 64-256-16 float32 each GEMM timed alone (cuBLAS and gemm_tiled with its epilogue),
-#      each epilogue kernel's bandwidth, and the eager iteration against its bare GEMMs (target 1.15x);
+#      and at 1M x 64-256-16 float32 each GEMM timed alone (cuBLAS, gemm_tiled with its epilogue, and
+#      gemm_warp on every tiling for the output's width), each epilogue kernel's bandwidth, the eager
+#      iteration and the graph's (on gemm_tiled, on gemm_warp) against the bare GEMMs (target 1.15x);
 #      docs/perf-notes.md ("GPU round 3") has the floor to compare with; momentum and Adam against sgd;
 #   4. sigmanet bench with the GPU peers (PyTorch eager and CUDA graph, JAX), 4 rows to 4M
 #      (gpu-float32/results.json, throughput.png), and 128-row batches of 784-128-10 on 65536 rows (gpu-mb/results.json);
@@ -118,7 +119,7 @@ grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -n 30
 fi
 
 echo "== 3. the seed, ncu, and the GEMMs at 1M x 64-256-16 (checks.log)"
-bounded 25 "$PY" - >"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+bounded 20 "$PY" - >"$OUT/checks.log" 2>&1 <<'EOF' || status=1
 import os, time
 import numpy as np
 import sigmanet as sn
@@ -158,13 +159,13 @@ for warp in (True, False):
 " 2>&1 | grep -v "^==PROF==" | grep -E "train_|inst_executed|cycles|stalled|duration" >>"$OUT/checks.log" || true
     echo "   (instructions per iteration: smsp__inst_executed.sum / 20000; the target is <= 150)" >>"$OUT/checks.log"
 fi
-bounded 30 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
-import os
+bounded 40 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
+import os, time
 import cupy as cp
 import numpy as np
-import sigmanet as sn
 from sigmanet.backends import TrainConfig, get_backend
-from sigmanet.backends.cupy._cuda import kernels, settings
+from sigmanet.backends.cupy._cuda import kernels, settings, warp_gemm_name, warp_tilings
+from sigmanet.backends.cupy.backend import CupyBackend
 rows, f32 = int(os.environ.get("SN_ROWS", 1 << 20)), np.float32
 print(f"\n1M x 64-256-16 float32 (rows {rows}): each piece alone, CUDA events, median of 7 after 2 warm-ups")
 rng = cp.random.default_rng(0)
@@ -187,29 +188,50 @@ flops = {"G1 X.W1": 2 * rows * 64 * 256, "G2 H.W2": 2 * rows * 256 * 16, "G3 dO.
 cublas = {"G1 X.W1": lambda: cp.matmul(X, W1, out=H), "G2 H.W2": lambda: cp.matmul(H, W2, out=O),
           "G3 dO.W2T": lambda: cp.matmul(dO, W2.T, out=dH), "G4 XT.dH": lambda: cp.matmul(X.T, dH, out=G1),
           "G5 HT.dO": lambda: cp.matmul(H.T, dO, out=G2)}
-s4, s5 = K.gemm_splits(64, 256, rows), K.gemm_splits(256, 16, rows)
-P4, P5 = cp.empty((s4, 64, 256), f32), cp.empty((s5, 256, 16), f32)
-ours = {"G1 X.W1": lambda: K.gemm(X, W1, H, epilogue="sigmoid"), "G2 H.W2": lambda: K.gemm(H, W2, O, epilogue="sigmoid"),
-        "G3 dO.W2T": lambda: K.gemm(dO, W2, dH, tb=True, epilogue="dsigmoid", E=H),
-        "G4 XT.dH": lambda: (K.gemm(X, dH, P4, ta=True), K.optimizer_step(W1, P4, (None, None), decayed=True, cfg=cfg, counters=counters)),
-        "G5 HT.dO": lambda: (K.gemm(H, dO, P5, ta=True), K.optimizer_step(W2, P5, (None, None), decayed=True, cfg=cfg, counters=counters))}
+# each GEMM as the graph iteration runs it: A, B, C (or the weight it steps, through split partials), ta, tb, epilogue, E
+shapes = {"G1 X.W1": (X, W1, H, 0, 0, "sigmoid", None), "G2 H.W2": (H, W2, O, 0, 0, "sigmoid", None),
+          "G3 dO.W2T": (dO, W2, dH, 0, 1, "dsigmoid", H), "G4 XT.dH": (X, dH, W1, 1, 0, "store", None),
+          "G5 HT.dO": (H, dO, W2, 1, 0, "store", None)}
+def ours(name, kernel, tiles=None):
+    A, B, C, ta, tb, epi, E = shapes[name]
+    if not ta:
+        return lambda: K.gemm(A, B, C, tb=bool(tb), epilogue=epi, E=E, kernel=kernel, tiles=tiles)
+    P = cp.empty((K.gemm_splits(*C.shape, rows, kernel=kernel, tiles=tiles), *C.shape), f32)
+    return lambda: (K.gemm(A, B, P, ta=True, kernel=kernel, tiles=tiles),
+                    K.optimizer_step(C, P, (None, None), decayed=True, cfg=cfg, counters=counters))
+# gemm_warp's sweep: every tiling for the output's width (16 columns or wide), compiled in one NVRTC run
+sweep = {n: [t for t in warp_tilings("float") if t != "32x16/1" and (t.split("/")[0].endswith("x16") == (v[2].shape[1] == 16))]
+         for n, v in shapes.items()}
+t0 = time.perf_counter()
+K.compile([warp_gemm_name("float", v[3], v[4], t, v[5]) for n, v in shapes.items() for t in sweep[n]])
+print(f"gemm_warp's sweep: {sum(map(len, sweep.values()))} GEMMs compiled in one NVRTC run in {time.perf_counter() - t0:.1f} s")
 total = 0.0
-print(f"{'GEMM':10s} {'cuBLAS ms':>10s} {'TFLOP/s':>8s} {'ours+epilogue ms':>17s} {'TFLOP/s':>8s} {'ours/cuBLAS':>11s}")
+print(f"{'GEMM':10s} {'cuBLAS ms':>9s} {'TFLOP/s':>7s} | {'tiled ms':>8s} {'x cuBLAS':>8s} | {'warp ms':>7s} {'x cuBLAS':>8s} {'best':>9s} | every tiling (ms)")
 for name in flops:
-    a, o = ms(cublas[name]), ms(ours[name]); total += a
-    print(f"{name:10s} {a:10.3f} {flops[name] / a / 1e9:8.1f} {o:17.3f} {flops[name] / o / 1e9:8.1f} {o / a:11.2f}")
-print(f"bare cuBLAS GEMMs of one iteration: {total:.3f} ms; splits of G4, G5: {s4}, {s5}")
+    a, o = ms(cublas[name]), ms(ours(name, "tiled")); total += a
+    w = {t: ms(ours(name, "warp", t)) for t in sweep[name]}
+    best = min(w, key=w.get)
+    print(f"{name:10s} {a:9.3f} {flops[name] / a / 1e9:7.1f} | {o:8.3f} {o / a:8.2f} | {w[best]:7.3f} {w[best] / a:8.2f} {best:>9s} | "
+          + " ".join(f"{t} {v:.3f}" for t, v in w.items()))
+print(f"bare cuBLAS GEMMs of one iteration: {total:.3f} ms (item 1: ours with the epilogue at >= 90% of cuBLAS's rate, <= 1.11x)")
 epi = {"forward_sigmoid H (r+w 2 GB)": (lambda: K.forward_sigmoid(H, None), 2 * H.nbytes),
        "hidden_delta dH,H (r 2, w 1 GB)": (lambda: K.hidden_delta(dH, H), 3 * H.nbytes),
        "output_delta y,O (r 2, w 1)": (lambda: K.output_delta(Y, O, dO, 0, None), 3 * O.nbytes),
        "output_step y,O rows (r 2, w 1)": (lambda: K.output_step(Y, O, dO, None, output=0, loss=0, derivative=1, eps=1e-7), 3 * O.nbytes)}
 for name, (f, nbytes) in epi.items():
     t = ms(f); print(f"{name:34s} {t:8.3f} ms  {nbytes / t / 1e6:8.0f} GB/s")
-X_h, Y_h = cp.asnumpy(X), cp.asnumpy(Y)
 w = [cp.asnumpy(W1), cp.asnumpy(W2)]
 tr = get_backend("cupy:eager").trainer(w, None, X, Y, TrainConfig(reduction="mean"))
 it = ms(lambda: tr.run(0, 3)) / 3
 print(f"eager iteration (cuBLAS + fused epilogues): {it:.3f} ms = {it / total:.2f}x its bare GEMMs (target <= 1.15)")
+del tr
+for gemm in ("tiled", "warp"):  # the whole iteration in our kernels, replayed as one CUDA graph
+    tr = CupyBackend(strategy="graph", gemm=gemm).trainer(w, None, X, Y, TrainConfig(reduction="mean"))
+    tr.run(0, 1)
+    it = ms(lambda: tr.run(0, 3)) / 3
+    how = "replayed" if tr.graph is not None else f"not captured: {tr.graph_error}"
+    print(f"graph iteration, gemm_{gemm}: {it:.3f} ms = {it / total:.2f}x the bare cuBLAS GEMMs ({how})")
+    del tr
 EOF
 bounded 10 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1
 from sigmanet.bench import bench_backend
@@ -235,7 +257,7 @@ rm -f "$OUT/gpu-mb/throughput.png"  # 8 files come back at most
 tail -n 30 "$OUT/bench.log"
 
 echo "== 5. strategy crossovers (SMALL_LIMIT, GRAPH_LIMIT)"
-bounded 20 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 "${QUICK[@]}" --out "$OUT/crossover.json" || status=1
+bounded 15 "$PY" benchmarks/strategy_crossover.py --backend cupy --seconds 0.03 "${QUICK[@]}" --out "$OUT/crossover.json" || status=1
 
 echo "== 6. summary"
 bounded 5 "$PY" - "$OUT" <<'EOF' || true

@@ -503,6 +503,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
         T a[2][BK][BM + PA];  // a[buffer][k][row]: op(A)'s tile, K-major
         T b[2][BK][BN + PB];  // b[buffer][k][col]
     };
+    static_assert(sizeof(Tiles) <= 48 * 1024, "two buffers in static shared memory (48 KB at most)");
     __shared__ Tiles sm;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int wr = warp / (BN / WN), wc = warp % (BN / WN), tr = lane / LX, tc = lane % LX;

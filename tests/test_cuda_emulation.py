@@ -829,7 +829,9 @@ def test_the_device_script_runs_through_on_the_emulator(library, tmp_path):
     assert files == ["bench.log", "checks.log", "crossover.json", "device.json", "gpu-float32/results.json",
                      "gpu-float32/throughput.png", "gpu-mb/results.json"]  # fmt: skip
     checks = (out / "checks.log").read_text()
-    assert "warp / block" in checks and "ours/cuBLAS" in checks and "its bare GEMMs" in checks
+    assert "warp / block" in checks and "x cuBLAS" in checks and "its bare GEMMs" in checks
+    for gemm in ("tiled", "warp"):  # the graph iteration on each of our GEMMs, captured and replayed
+        assert f"graph iteration, gemm_{gemm}: " in checks and "not captured" not in checks
     records = json.loads((out / "gpu-float32" / "results.json").read_text())["records"]
     engines = {r["rows"]: r["strategy"] for r in records if r["backend"] == "cupy"}
     assert engines[4] == "fused:warp", engines

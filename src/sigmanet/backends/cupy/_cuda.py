@@ -101,12 +101,14 @@ def gemm_name(T: str, ta: int, tb: int, rm: int, rn: int, epilogue: str) -> str:
 
 # gemm_warp's tilings (its comment in the source): (BM, BN, BK, WM, WN, WNITER, TM, TN), the block's
 # tile, K's step, a warp's tile, its sub-tiles along N and a lane's outputs in each sub-tile, named
-# "BMxBN/warps". Wide outputs (the layers' GEMMs) take the widest: 128x128/4 is the warp-tiled
+# "BMxBN/warps". Wide outputs (the layers' GEMMs) take the widest: 64x256/4 reads a 256-wide
+# layer's input once (X in X.W1, X and dH in the weight gradient Xt.dH); 128x128/4 is the warp-tiled
 # kernel's tiling in siboehm's public SGEMM work-log, 128x128/8 the classic 256 threads of 8 x 8
 # outputs (DefTruth's CUDA-Learn-Notes sgemm_t_8x8 kernels: 85-90% of cuBLAS on an L20, by its
 # README); 16 columns fit a net's narrow outputs; 32x16/1 the tiny weight gradients of tall narrow
 # nets. Which one is fastest on each shape is the device's to say (gpu_check.sh sweeps them).
 _WARP_TILINGS = (
+    (64, 256, 16, 32, 128, 4, 8, 4),
     (128, 128, 16, 64, 64, 4, 8, 4),
     (128, 128, 16, 64, 32, 2, 8, 4),
     (128, 64, 16, 64, 32, 2, 8, 4),
@@ -116,8 +118,9 @@ _WARP_TILINGS = (
     (32, 16, 16, 32, 16, 1, 4, 4),
 )
 WARP_TILES = {f"{t[0]}x{t[1]}/{(t[0] // t[3]) * (t[1] // t[4])}": t for t in _WARP_TILINGS}
-# Tilings whose float64 accumulators would crowd the registers (ptxas: 254 a lane for 128x64/4)
-_WARP_FLOAT_ONLY = ("128x128/4", "128x128/8", "128x64/4", "256x16/4")
+# Tilings whose float64 accumulators would crowd the registers (ptxas: 254 a lane for 128x64/4) or
+# whose two buffers pass the 48 KB of static shared memory
+_WARP_FLOAT_ONLY = ("64x256/4", "128x128/4", "128x128/8", "128x64/4", "256x16/4")
 GEMM_KERNELS = ("tiled", "warp")
 
 
@@ -341,7 +344,9 @@ class Kernels:
         """gemm_warp's tiling (WARP_TILES) for an (M, N) output: the widest for its width whose rows
         the output half fills, narrower where the grid (times ``max_splits`` parts of K) would
         otherwise leave multiprocessors idle."""
-        if N > 64:
+        if N >= 256:
+            wide = ("64x256/4", "128x128/8", "128x64/4", "64x64/4")
+        elif N > 64:
             wide = ("128x128/8", "128x64/4", "64x64/4")
         else:
             wide = ("128x64/4", "64x64/4") if N > 16 else ("256x16/4", "128x16/4")
@@ -353,14 +358,14 @@ class Kernels:
                 return t
         return order[-1]
 
-    def _block_tile(self, M, N, max_splits, kernel):
+    def _block_tile(self, M, N, max_splits, kernel, tiles=None):
         """The rows and columns of C one block of ``kernel`` computes for an (M, N) output."""
         if kernel == "warp":
-            return WARP_TILES[self.warp_tiling(M, N, max_splits)][:2]
-        rm, rn = self.gemm_tiles(M, N, max_splits)
+            return WARP_TILES[tiles or self.warp_tiling(M, N, max_splits)][:2]
+        rm, rn = tiles or self.gemm_tiles(M, N, max_splits)
         return 16 * rm, 16 * rn
 
-    def gemm_splits(self, M, N, K, kernel="tiled"):
+    def gemm_splits(self, M, N, K, kernel="tiled", tiles=None):
         """How many partial sums a weight gradient's (M, N, K) GEMM splits K into.
 
         K is the batch's rows: without a split a 3x4 output is one block walking
@@ -368,10 +373,11 @@ class Kernels:
         graph iteration of 1M x 3-4-1 took 1.6x the eager one). Enough parts
         for several blocks per multiprocessor, each at least 64 rows, the
         partials at most 2^20 elements (optimizer_step reads them all).
-        ``kernel``: for gemm_tiled's ("tiled") or gemm_warp's ("warp") tiles.
+        ``kernel``: for gemm_tiled's ("tiled") or gemm_warp's ("warp") tiles;
+        ``tiles``: those :meth:`gemm` is given (None: its own choice).
         """
         max_splits = max(1, K // 64)
-        bm, bn = self._block_tile(M, N, max_splits, kernel)
+        bm, bn = self._block_tile(M, N, max_splits, kernel, tiles)
         tiles = -(-M // bm) * -(-N // bn)
         return int(max(1, min(max_splits, -(-8 * self.sm_count // tiles), (1 << 20) // (M * N))))
 
