@@ -192,19 +192,25 @@ cublas = {"G1 X.W1": lambda: cp.matmul(X, W1, out=H), "G2 H.W2": lambda: cp.matm
 shapes = {"G1 X.W1": (X, W1, H, 0, 0, "sigmoid", None), "G2 H.W2": (H, W2, O, 0, 0, "sigmoid", None),
           "G3 dO.W2T": (dO, W2, dH, 0, 1, "dsigmoid", H), "G4 XT.dH": (X, dH, W1, 1, 0, "store", None),
           "G5 HT.dO": (H, dO, W2, 1, 0, "store", None)}
+def splits(name, kernel, tiles):
+    C = shapes[name][2]
+    return K.gemm_splits(*C.shape, rows, kernel=kernel, tiles=tiles) if shapes[name][3] else 1
 def ours(name, kernel, tiles=None):
     A, B, C, ta, tb, epi, E = shapes[name]
     if not ta:
         return lambda: K.gemm(A, B, C, tb=bool(tb), epilogue=epi, E=E, kernel=kernel, tiles=tiles)
-    P = cp.empty((K.gemm_splits(*C.shape, rows, kernel=kernel, tiles=tiles), *C.shape), f32)
+    P = cp.empty((splits(name, kernel, tiles), *C.shape), f32)
     return lambda: (K.gemm(A, B, P, ta=True, kernel=kernel, tiles=tiles),
                     K.optimizer_step(C, P, (None, None), decayed=True, cfg=cfg, counters=counters))
-# gemm_warp's sweep: every tiling for the output's width (16 columns or wide), compiled in one NVRTC run
-sweep = {n: [t for t in warp_tilings("float") if t != "32x16/1" and (t.split("/")[0].endswith("x16") == (v[2].shape[1] == 16))]
-         for n, v in shapes.items()}
+# gemm_warp's sweep: the tilings for the output's width (16 columns, or wide), and every instance this step
+# runs (gemm_tiled's, and the graph iterations' own choices, the sweep's defaults) compiled in one NVRTC run
+wide = ("64x256/4", "128x128/4", "128x128/8", "128x64/4")
+sweep = {n: list(("256x16/4", "128x16/4") if v[2].shape[1] == 16 else wide) for n, v in shapes.items()}
+runs = [(n, "warp", t) for n in shapes for t in sweep[n]] + [(n, k, None) for n in shapes for k in ("tiled", "warp")]
 t0 = time.perf_counter()
-K.compile([warp_gemm_name("float", v[3], v[4], t, v[5]) for n, v in shapes.items() for t in sweep[n]])
-print(f"gemm_warp's sweep: {sum(map(len, sweep.values()))} GEMMs compiled in one NVRTC run in {time.perf_counter() - t0:.1f} s")
+K.compile([K.gemm_plan(*v[2].shape[-2:], v[0].shape[0] if v[3] else v[0].shape[1], splits(n, k, t), v[3], v[4], v[5], t, k)[0]
+           for n, k, t in runs for v in [shapes[n]]])
+print(f"{len(K.lazy)} GEMM instances (gemm_warp's sweep, gemm_tiled, the graphs') compiled in one NVRTC run in {time.perf_counter() - t0:.1f} s")
 total = 0.0
 print(f"{'GEMM':10s} {'cuBLAS ms':>9s} {'TFLOP/s':>7s} | {'tiled ms':>8s} {'x cuBLAS':>8s} | {'warp ms':>7s} {'x cuBLAS':>8s} {'best':>9s} | every tiling (ms)")
 for name in flops:
@@ -225,12 +231,14 @@ tr = get_backend("cupy:eager").trainer(w, None, X, Y, TrainConfig(reduction="mea
 it = ms(lambda: tr.run(0, 3)) / 3
 print(f"eager iteration (cuBLAS + fused epilogues): {it:.3f} ms = {it / total:.2f}x its bare GEMMs (target <= 1.15)")
 del tr
+compiled = len(K.lazy)
 for gemm in ("tiled", "warp"):  # the whole iteration in our kernels, replayed as one CUDA graph
     tr = CupyBackend(strategy="graph", gemm=gemm).trainer(w, None, X, Y, TrainConfig(reduction="mean"))
     tr.run(0, 1)
     it = ms(lambda: tr.run(0, 3)) / 3
     how = "replayed" if tr.graph is not None else f"not captured: {tr.graph_error}"
-    print(f"graph iteration, gemm_{gemm}: {it:.3f} ms = {it / total:.2f}x the bare cuBLAS GEMMs ({how})")
+    print(f"graph iteration, gemm_{gemm}: {it:.3f} ms = {it / total:.2f}x the bare cuBLAS GEMMs ({how}; "
+          f"{len(K.lazy) - compiled} instances compiled beyond the sweep's)")
     del tr
 EOF
 bounded 10 "$PY" - >>"$OUT/checks.log" 2>&1 <<'EOF' || status=1

@@ -439,6 +439,20 @@ class Kernels:
             self._check_typed(counters, np.int64, 2, "counters")
         if max(M, N, K) >= 2**31 - 256:
             raise ValueError(f"gemm_tiled and gemm_warp index with 32-bit ints: ({M}, {N}, {K}) is too large")
+        name, grid, block, kc = self.gemm_plan(M, N, K, splits, ta, tb, epilogue, tiles, kernel)
+        fn = self.instance(name)
+        if compile_only:
+            return
+        fn(
+            grid,
+            block,
+            (np.int32(M), np.int32(N), np.int32(K), np.int32(kc), A, B, C, _ptr(E), _ptr(slots[0]), _ptr(slots[1]),
+             np.int32(decayed), _ptr(cfg), _ptr(counters)),
+        )  # fmt: skip
+
+    def gemm_plan(self, M, N, K, splits=1, ta=False, tb=False, epilogue="store", tiles=None, kernel="tiled"):
+        """How :meth:`gemm` launches an (M, N, K) product in ``splits`` parts: (the instance's name, grid,
+        block, the rows of K a part sums); the names let many instances compile in one :meth:`compile`."""
         max_splits = max(1, K // 64) if splits > 1 else 1
         if kernel == "warp":
             tiling = tiles or self.warp_tiling(M, N, max_splits)
@@ -452,16 +466,7 @@ class Kernels:
             name, block = gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue), (16, 16)
         else:
             raise ValueError(f"kernel must be one of {GEMM_KERNELS}, got {kernel!r}")
-        kc = -(-K // (bk * splits)) * bk
-        fn = self.instance(name)
-        if compile_only:
-            return
-        fn(
-            ((M + bm - 1) // bm, (N + bn - 1) // bn, splits),
-            block,
-            (np.int32(M), np.int32(N), np.int32(K), np.int32(kc), A, B, C, _ptr(E), _ptr(slots[0]), _ptr(slots[1]),
-             np.int32(decayed), _ptr(cfg), _ptr(counters)),
-        )  # fmt: skip
+        return name, ((M + bm - 1) // bm, (N + bn - 1) // bn, splits), block, -(-K // (bk * splits)) * bk
 
     def static_shared_bytes(self) -> int:
         """Static shared memory of ``train_small`` (its offset tables), which counts beside the dynamic buffer."""
