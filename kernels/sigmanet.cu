@@ -467,6 +467,22 @@ struct alignas(16) SnVec {
 
 __device__ __forceinline__ bool sn_aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
+// A lane's operands for one step of K in gemm_warp: from a row of a shared tile, W values at `at`
+// in each of ITER sub-tiles SUB apart, read 16 bytes at a time.
+template <typename T, int ITER, int W, int SUB>
+__device__ __forceinline__ void sn_lane_operands(T* out, const T* at)
+{
+    constexpr int VW = SnVec<T>::n;
+#pragma unroll
+    for (int i = 0; i < ITER; ++i)
+#pragma unroll
+        for (int u = 0; u < W; u += VW) {
+            const SnVec<T> x = SN_VEC_LOAD(T, at + i * SUB + u);
+#pragma unroll
+            for (int j = 0; j < VW; ++j) out[i * W + u + j] = x.v[j];
+        }
+}
+
 // gemm_tiled's product and epilogues, tiled as the public SGEMM work-logs that reach cuBLAS-class
 // float32 rates without tensor cores tile theirs, for the graph iteration's shapes to be timed
 // against cuBLAS on the device (gpu_check.sh) and against gemm_tiled:
@@ -589,22 +605,8 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
 #pragma unroll
         for (int q = 0; q < BK; ++q) {
             T a[WMITER * TM], b[WNITER * TN];
-#pragma unroll
-            for (int i = 0; i < WMITER; ++i)
-#pragma unroll
-                for (int u = 0; u < TM; u += VW) {
-                    const V x = SN_VEC_LOAD(T, &sm.a[buf][q][wr * WM + i * WSUBM + tr * TM + u]);
-#pragma unroll
-                    for (int j = 0; j < VW; ++j) a[i * TM + u + j] = x.v[j];
-                }
-#pragma unroll
-            for (int i = 0; i < WNITER; ++i)
-#pragma unroll
-                for (int u = 0; u < TN; u += VW) {
-                    const V x = SN_VEC_LOAD(T, &sm.b[buf][q][wc * WN + i * WSUBN + tc * TN + u]);
-#pragma unroll
-                    for (int j = 0; j < VW; ++j) b[i * TN + u + j] = x.v[j];
-                }
+            sn_lane_operands<T, WMITER, TM, WSUBM>(a, sm.a[buf][q] + wr * WM + tr * TM);
+            sn_lane_operands<T, WNITER, TN, WSUBN>(b, sm.b[buf][q] + wc * WN + tc * TN);
 #pragma unroll
             for (int x = 0; x < WMITER * TM; ++x)
 #pragma unroll
