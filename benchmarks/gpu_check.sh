@@ -164,7 +164,7 @@ import os, time
 import cupy as cp
 import numpy as np
 from sigmanet.backends import TrainConfig, get_backend
-from sigmanet.backends.cupy._cuda import kernels, settings, warp_gemm_name, warp_tilings
+from sigmanet.backends.cupy._cuda import kernels, settings
 from sigmanet.backends.cupy.backend import CupyBackend
 rows, f32 = int(os.environ.get("SN_ROWS", 1 << 20)), np.float32
 print(f"\n1M x 64-256-16 float32 (rows {rows}): each piece alone, CUDA events, median of 7 after 2 warm-ups")
@@ -208,9 +208,14 @@ wide = ("64x256/4", "128x128/4", "128x128/8", "128x64/4")
 sweep = {n: list(("256x16/4", "128x16/4") if v[2].shape[1] == 16 else wide) for n, v in shapes.items()}
 runs = [(n, "warp", t) for n in shapes for t in sweep[n]] + [(n, k, None) for n in shapes for k in ("tiled", "warp")]
 t0 = time.perf_counter()
-K.compile([K.gemm_plan(*v[2].shape[-2:], v[0].shape[0] if v[3] else v[0].shape[1], splits(n, k, t), v[3], v[4], v[5], t, k)[0]
-           for n, k, t in runs for v in [shapes[n]]])
+names = {f"{n.split()[0]} {k} {t or 'own'}": K.gemm_plan(*v[2].shape[-2:], v[0].shape[0] if v[3] else v[0].shape[1],
+                                                         splits(n, k, t), v[3], v[4], v[5], t, k)[0]
+         for n, k, t in runs for v in [shapes[n]]}
+K.compile(names.values())
 print(f"{len(K.lazy)} GEMM instances (gemm_warp's sweep, gemm_tiled, the graphs') compiled in one NVRTC run in {time.perf_counter() - t0:.1f} s")
+print("registers/local bytes a thread (local > 0: spills, or staging arrays not kept in registers):")
+print("  " + "; ".join(f"{label} {getattr(K.lazy[name], 'num_regs', '?')}/{getattr(K.lazy[name], 'local_size_bytes', '?')}"
+                       for label, name in names.items()))
 total = 0.0
 print(f"{'GEMM':10s} {'cuBLAS ms':>9s} {'TFLOP/s':>7s} | {'tiled ms':>8s} {'x cuBLAS':>8s} | {'warp ms':>7s} {'x cuBLAS':>8s} {'best':>9s} | every tiling (ms)")
 for name in flops:

@@ -402,6 +402,24 @@ def test_gemm_warp_loads_one_value_at_a_time_from_misaligned_operands(cp, rng, d
     np.testing.assert_allclose(C.get(), want * act * (1 - act), **tol)
 
 
+def test_our_gemms_refuse_an_unknown_kernel_or_tiling_before_any_work(cp):
+    from sigmanet.backends.cupy.backend import CupyBackend
+
+    K = _cuda.kernels("float64")
+    A, B, C = cp.ones((8, 4)), cp.ones((4, 8)), cp.full((8, 8), 7.0)
+    fake_cupy.launches().clear()
+    for kernel, tiles, match in [("warp ", None, "kernel must be one of"), ("warp", "bogus", "has no double tiling"),
+                                 ("warp", "128x128/4", "has no double tiling"), ("tiled", "64x64/4", "tiles are"),
+                                 ("tiled", (3, 1), "tiles are")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            K.gemm(A, B, C, kernel=kernel, tiles=tiles)
+        with pytest.raises(ValueError, match=match):
+            K.gemm_splits(8, 8, 1 << 16, kernel=kernel, tiles=tiles)
+    assert not fake_cupy.launches() and (C.get() == 7.0).all()
+    with pytest.raises(ValueError, match="gemm must be one of"):
+        CupyBackend(gemm="fast")
+
+
 def test_the_emulator_fails_a_misaligned_vector_access(library):
     """The check the fallback test leans on: a 16-byte load from an address that is not aligned."""
     lib, folder = library

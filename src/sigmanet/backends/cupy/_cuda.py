@@ -358,12 +358,22 @@ class Kernels:
                 return t
         return order[-1]
 
-    def _block_tile(self, M, N, max_splits, kernel, tiles=None):
-        """The rows and columns of C one block of ``kernel`` computes for an (M, N) output."""
+    def _tiling(self, M, N, max_splits, kernel, tiles):
+        """(BM, BN, BK, threads, the instance's name from (ta, tb, epilogue)) of ``kernel`` with ``tiles``
+        (None: its own choice) for an (M, N) output; an unknown kernel or tiling is refused here."""
         if kernel == "warp":
-            return WARP_TILES[tiles or self.warp_tiling(M, N, max_splits)][:2]
-        rm, rn = tiles or self.gemm_tiles(M, N, max_splits)
-        return 16 * rm, 16 * rn
+            tiling = tiles or self.warp_tiling(M, N, max_splits)
+            if tiling not in warp_tilings(self.T):
+                raise ValueError(f"gemm_warp has no {self.T} tiling {tiling!r}: one of {warp_tilings(self.T)}")
+            bm, bn, bk = WARP_TILES[tiling][:3]
+            return bm, bn, bk, (warp_threads(tiling),), lambda *o: warp_gemm_name(self.T, o[0], o[1], tiling, o[2])
+        if kernel == "tiled":
+            pair = isinstance(tiles, tuple) and len(tiles) == 2 and set(tiles) <= set(TILE_FACTORS)
+            if tiles is not None and not pair:
+                raise ValueError(f"gemm_tiled's tiles are (RM, RN) from {TILE_FACTORS}, got {tiles!r}")
+            rm, rn = tiles or self.gemm_tiles(M, N, max_splits)
+            return 16 * rm, 16 * rn, 16, (16, 16), lambda *o: gemm_name(self.T, o[0], o[1], rm, rn, o[2])
+        raise ValueError(f"kernel must be one of {GEMM_KERNELS}, got {kernel!r}")
 
     def gemm_splits(self, M, N, K, kernel="tiled", tiles=None):
         """How many partial sums a weight gradient's (M, N, K) GEMM splits K into.
@@ -377,7 +387,7 @@ class Kernels:
         ``tiles``: those :meth:`gemm` is given (None: its own choice).
         """
         max_splits = max(1, K // 64)
-        bm, bn = self._block_tile(M, N, max_splits, kernel, tiles)
+        bm, bn, *_ = self._tiling(M, N, max_splits, kernel, tiles)
         tiles = -(-M // bm) * -(-N // bn)
         return int(max(1, min(max_splits, -(-8 * self.sm_count // tiles), (1 << 20) // (M * N))))
 
@@ -437,8 +447,6 @@ class Kernels:
         if epilogue == "step":
             self._check_typed(cfg, np.float64, CFG_SIZE, "cfg")
             self._check_typed(counters, np.int64, 2, "counters")
-        if max(M, N, K) >= 2**31 - 256:
-            raise ValueError(f"gemm_tiled and gemm_warp index with 32-bit ints: ({M}, {N}, {K}) is too large")
         name, grid, block, kc = self.gemm_plan(M, N, K, splits, ta, tb, epilogue, tiles, kernel)
         fn = self.instance(name)
         if compile_only:
@@ -453,20 +461,11 @@ class Kernels:
     def gemm_plan(self, M, N, K, splits=1, ta=False, tb=False, epilogue="store", tiles=None, kernel="tiled"):
         """How :meth:`gemm` launches an (M, N, K) product in ``splits`` parts: (the instance's name, grid,
         block, the rows of K a part sums); the names let many instances compile in one :meth:`compile`."""
-        max_splits = max(1, K // 64) if splits > 1 else 1
-        if kernel == "warp":
-            tiling = tiles or self.warp_tiling(M, N, max_splits)
-            if tiling not in warp_tilings(self.T):
-                raise ValueError(f"gemm_warp has no {self.T} tiling {tiling!r}: one of {warp_tilings(self.T)}")
-            bm, bn, bk = WARP_TILES[tiling][:3]
-            name, block = warp_gemm_name(self.T, int(ta), int(tb), tiling, epilogue), (warp_threads(tiling),)
-        elif kernel == "tiled":
-            rm, rn = tiles or self.gemm_tiles(M, N, max_splits)
-            bm, bn, bk = 16 * rm, 16 * rn, 16
-            name, block = gemm_name(self.T, int(ta), int(tb), rm, rn, epilogue), (16, 16)
-        else:
-            raise ValueError(f"kernel must be one of {GEMM_KERNELS}, got {kernel!r}")
-        return name, ((M + bm - 1) // bm, (N + bn - 1) // bn, splits), block, -(-K // (bk * splits)) * bk
+        bm, bn, bk, block, name = self._tiling(M, N, max(1, K // 64) if splits > 1 else 1, kernel, tiles)
+        if max(M, N, K + bk * splits) >= 2**31 - 256:  # the parts' bounds z kc and (z + 1) kc are ints too
+            raise ValueError(f"gemm_tiled and gemm_warp index with 32-bit ints: ({M}, {N}, {K}) is too large")
+        grid = ((M + bm - 1) // bm, (N + bn - 1) // bn, splits)
+        return name(int(ta), int(tb), epilogue), grid, block, -(-K // (bk * splits)) * bk
 
     def static_shared_bytes(self) -> int:
         """Static shared memory of ``train_small`` (its offset tables), which counts beside the dynamic buffer."""
