@@ -481,11 +481,15 @@ def _agree(trainer, ref, runs, dtype):
 
 
 def _config(rng, output, loss, optimizer, batch_size, **extra):
+    reduction = extra.pop("reduction", "mean")
+    # a summed gradient is the rows times the mean: the rate shrinks with it, or steps of 75 on 150 rows
+    # make the fit chaotic and float32's last bits decide (an NVIDIA kernel and NumPy then differ by 1e-3)
+    rate = {"sgd": 0.5, "momentum": 0.2, "nesterov": 0.2, "adam": 0.02}[optimizer] / (100 if reduction == "sum" else 1)
     return TrainConfig(
-        learning_rate={"sgd": 0.5, "momentum": 0.2, "nesterov": 0.2, "adam": 0.02}[optimizer],
+        learning_rate=rate,
         loss=loss,
         output=output,
-        reduction=extra.pop("reduction", "mean"),
+        reduction=reduction,
         batch_size=batch_size,
         optimizer=optimizer,
         alpha=extra.pop("alpha", 0.0),
