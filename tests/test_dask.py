@@ -247,6 +247,30 @@ def test_a_worker_killed_mid_fit_leaves_the_same_weights(client, rng):
         np.testing.assert_allclose(a, b, **TOL)
 
 
+def test_an_actor_known_lost_before_its_call_sends_the_iteration_to_tasks():
+    """distributed refuses a call on an actor whose worker the scheduler has already marked lost (the
+    attribute access raises, before any future exists): the trainer must take the task path then,
+    as it does when the call's result fails (a race the lose-every-worker test met one run in a few)."""
+    import types
+
+    from sigmanet.backends.dask import DaskTrainer
+
+    class Lost:
+        def __getattr__(self, name):
+            raise RuntimeError("Worker holding Actor was lost.  Status: error")
+
+    class Alive:
+        def gradient(self, W, b, pieces):
+            return types.SimpleNamespace(result=lambda timeout: (W[0], 0.0))
+
+    trainer = object.__new__(DaskTrainer)
+    trainer.W, trainer.b, trainer.bounds = [np.zeros((2, 1))], None, np.array([0, 5, 10])
+    for actors in ([([0], Lost()), ([1], Alive())], [([0], Alive()), ([1], Lost())]):
+        trainer.actors = actors
+        assert trainer._actor_gradient(0, 10) is None
+        assert trainer.actors is None  # the next iterations go by tasks
+
+
 @pytest.mark.slow
 def test_a_fit_survives_losing_every_worker_at_once(rng, monkeypatch):
     """Both workers SIGKILLed mid-fit: their nannies start new ones with no data; the fit places the

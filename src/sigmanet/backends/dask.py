@@ -402,11 +402,11 @@ class DaskTrainer(Trainer):
         """Each actor's share of the batch, one direct call each; None if any call fails (a worker lost)."""
         calls = []
         actors: list[tuple[list[int], Any]] = self.actors or []
-        for chunks, actor in actors:
-            pieces = self._pieces(chunks, r0, r1)
-            if pieces:
-                calls.append(actor.gradient(self.W, self.b, pieces))
         try:
+            for chunks, actor in actors:
+                pieces = self._pieces(chunks, r0, r1)
+                if pieces:  # an actor whose worker the scheduler already knows is lost raises here, not below
+                    calls.append(actor.gradient(self.W, self.b, pieces))
             return [call.result(timeout=ITERATION_TIMEOUT) for call in calls]
         except Exception:  # a lost worker takes its actor: go on with tasks from here
             self.actors = None
