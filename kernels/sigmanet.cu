@@ -467,6 +467,49 @@ struct alignas(16) SnVec {
 
 __device__ __forceinline__ bool sn_aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
+// gemm_warp's staging of one operand's BK x BW tile (k, w) for the step of K at t: its L vectors a
+// thread from global memory into registers, then into the shared tile[k][w]. ALONG: the operand is
+// stored (W, K), its rows running along K (op(A) unless TA, op(B) if TB); else stored (K, W). Whole
+// vectors where `vec` (the rows keep 16-byte alignment) and the vector is in bounds, else value by value.
+template <typename T, int ALONG, int BK, int BW, int NT, int L>
+__device__ __forceinline__ void sn_tile_fetch(SnVec<T>* regs, const T* __restrict__ P, int W, int K, int w0, int t,
+                                              int k_end, bool vec, int tid)
+{
+    constexpr int VW = SnVec<T>::n, NV = BK * BW / VW;
+#pragma unroll
+    for (int s = 0; s < L; ++s) {
+        const int e = tid + NT * s;
+        if (NV % NT != 0 && e >= NV) break;
+        const int k = ALONG ? e % (BK / VW) * VW : e / (BW / VW), w = ALONG ? e / (BK / VW) : e % (BW / VW) * VW;
+        const int gk = t + k, gw = w0 + w;
+        const long long at = ALONG ? (long long)gw * K + gk : (long long)gk * W + gw;
+        if (vec && (ALONG ? gw < W && gk + VW <= k_end : gk < k_end && gw + VW <= W)) {
+            regs[s] = SN_VEC_LOAD(T, P + at);
+        } else {
+#pragma unroll
+            for (int j = 0; j < VW; ++j)
+                regs[s].v[j] = (ALONG ? gw < W && gk + j < k_end : gk < k_end && gw + j < W) ? P[at + j] : T(0);
+        }
+    }
+}
+
+template <typename T, int ALONG, int BK, int BW, int NT, int L, int LD>
+__device__ __forceinline__ void sn_tile_stash(T (*tile)[LD], const SnVec<T>* regs, int tid)
+{
+    constexpr int VW = SnVec<T>::n, NV = BK * BW / VW;
+#pragma unroll
+    for (int s = 0; s < L; ++s) {
+        const int e = tid + NT * s;
+        if (NV % NT != 0 && e >= NV) break;
+        if (ALONG) {  // a vector along K lands in one column of the K-major tile
+#pragma unroll
+            for (int j = 0; j < VW; ++j) tile[e % (BK / VW) * VW + j][e / (BK / VW)] = regs[s].v[j];
+        } else {
+            SN_VEC_STORE(T, &tile[e / (BW / VW)][e % (BW / VW) * VW], regs[s]);
+        }
+    }
+}
+
 // A lane's operands for one step of K in gemm_warp: from a row of a shared tile, W values at `at`
 // in each of ITER sub-tiles SUB apart, read 16 bytes at a time.
 template <typename T, int ITER, int W, int SUB>
@@ -528,66 +571,15 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     // whole vectors where the stored rows start 16-byte aligned (kc and the corners are multiples of VW)
     const bool va = sn_aligned16(A) && (TA ? M : K) % VW == 0, vb = sn_aligned16(B) && (TB ? K : N) % VW == 0;
     V ra[LA], rb[LB];  // the next tiles, staged in registers
-
+    // op(A)'s tile runs along K in its stored rows unless TA; op(B)'s only if TB
     auto fetch = [&](int t) {
-#pragma unroll
-        for (int s = 0; s < LA; ++s) {
-            const int e = tid + NT * s;
-            if (NVA % NT != 0 && e >= NVA) break;
-            // TA: vectors along the stored rows of (K, M); else along the rows of (M, K)
-            const int k = TA ? e / (BM / VW) : e % (BK / VW) * VW, r = TA ? e % (BM / VW) * VW : e / (BK / VW);
-            const int gk = t + k, gr = r0 + r;
-            const long long at = TA ? (long long)gk * M + gr : (long long)gr * K + gk;
-            if (va && (TA ? gk < k_end && gr + VW <= M : gr < M && gk + VW <= k_end)) {
-                ra[s] = SN_VEC_LOAD(T, A + at);
-            } else {
-#pragma unroll
-                for (int j = 0; j < VW; ++j)
-                    ra[s].v[j] = (TA ? gk < k_end && gr + j < M : gr < M && gk + j < k_end) ? A[at + j] : T(0);
-            }
-        }
-#pragma unroll
-        for (int s = 0; s < LB; ++s) {
-            const int e = tid + NT * s;
-            if (NVB % NT != 0 && e >= NVB) break;
-            // TB: vectors along the stored rows of (N, K); else along the rows of (K, N)
-            const int k = TB ? e % (BK / VW) * VW : e / (BN / VW), c = TB ? e / (BK / VW) : e % (BN / VW) * VW;
-            const int gk = t + k, gc = c0 + c;
-            const long long at = TB ? (long long)gc * K + gk : (long long)gk * N + gc;
-            if (vb && (TB ? gc < N && gk + VW <= k_end : gk < k_end && gc + VW <= N)) {
-                rb[s] = SN_VEC_LOAD(T, B + at);
-            } else {
-#pragma unroll
-                for (int j = 0; j < VW; ++j)
-                    rb[s].v[j] = (TB ? gc < N && gk + j < k_end : gk < k_end && gc + j < N) ? B[at + j] : T(0);
-            }
-        }
+        sn_tile_fetch<T, !TA, BK, BM, NT, LA>(ra, A, M, K, r0, t, k_end, va, tid);
+        sn_tile_fetch<T, TB, BK, BN, NT, LB>(rb, B, N, K, c0, t, k_end, vb, tid);
     };
     auto stash = [&](int buf) {
-#pragma unroll
-        for (int s = 0; s < LA; ++s) {
-            const int e = tid + NT * s;
-            if (NVA % NT != 0 && e >= NVA) break;
-            if (TA) {
-                SN_VEC_STORE(T, &sm.a[buf][e / (BM / VW)][e % (BM / VW) * VW], ra[s]);
-            } else {
-#pragma unroll
-                for (int j = 0; j < VW; ++j) sm.a[buf][e % (BK / VW) * VW + j][e / (BK / VW)] = ra[s].v[j];
-            }
-        }
-#pragma unroll
-        for (int s = 0; s < LB; ++s) {
-            const int e = tid + NT * s;
-            if (NVB % NT != 0 && e >= NVB) break;
-            if (TB) {
-#pragma unroll
-                for (int j = 0; j < VW; ++j) sm.b[buf][e % (BK / VW) * VW + j][e / (BK / VW)] = rb[s].v[j];
-            } else {
-                SN_VEC_STORE(T, &sm.b[buf][e / (BN / VW)][e % (BN / VW) * VW], rb[s]);
-            }
-        }
+        sn_tile_stash<T, !TA, BK, BM, NT, LA>(sm.a[buf], ra, tid);
+        sn_tile_stash<T, TB, BK, BN, NT, LB>(sm.b[buf], rb, tid);
     };
-
     T acc[WMITER * TM][WNITER * TN];
 #pragma unroll
     for (int x = 0; x < WMITER * TM; ++x)
