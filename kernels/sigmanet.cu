@@ -540,9 +540,11 @@ __device__ __forceinline__ void sn_lane_operands(T* out, const T* at)
 //     then stored into the other buffer: one barrier per step of K;
 //   * the epilogue stores VW outputs at a time (the step, per element).
 // Launched as grid (ceil(M/BM), ceil(N/BN), splits), block ((BM/WM) (BN/WN) 32). Arguments, TA,
-// TB, the split over K (kc: a multiple of BK) and EPI are gemm_tiled's.
+// TB, the split over K (kc: a multiple of BK) and EPI are gemm_tiled's. A block of 8 warps keeps
+// to 128 registers a lane, so two blocks (16 warps) share a multiprocessor whatever ptxas would
+// choose (it gave one instance 143 without the bound); 0: no bound on the blocks.
 template <typename T, int TA, int TB, int EPI, int BM, int BN, int BK, int WM, int WN, int WNITER, int TM, int TN>
-__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, (BM / WM) * (BN / WN) >= 8 ? 2 : 0)
     gemm_warp(int M, int N, int K, int kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
               const T* __restrict__ E, T* s0, T* s1, int decayed, const double* __restrict__ cfg,
               const long long* __restrict__ counters)
