@@ -265,7 +265,6 @@ class CupyGemmTrainer(ReferenceTrainer):
             super().__init__(backend, weights, biases, X, y, config, sample_weight, optimizer)
             xp, dt = self.xp, self.W[0].dtype
             self.kernels = _kernels(dt)
-            self.gemm = backend.gemm  # which of our GEMMs the graph iteration runs
             m = self.a[1].shape[0]
             # bias gradients are ones.T @ d: a GEMM (cuBLAS, or ours in the graph), no reduction kernel
             self.ones = None if self.b is None else xp.ones((m, 1), dt)
@@ -285,7 +284,7 @@ class CupyGemmTrainer(ReferenceTrainer):
         decay = self.config.alpha > 0
 
         def parts(n_in, n_out, weight):
-            splits = K.gemm_splits(n_in, n_out, m, kernel=self.gemm)
+            splits = K.gemm_splits(n_in, n_out, m, kernel=self.backend.gemm)
             return xp.empty((splits, n_in, n_out), dt) if splits > 1 or (weight and decay) else None
 
         self.g_parts = [parts(*w.shape, True) for w in self.W]
@@ -352,7 +351,7 @@ class CupyGemmTrainer(ReferenceTrainer):
         for k in range(L):
             bias = None if self.b is None else self.b[k]
             epi = "sigmoid" if k < L - 1 or cfg.output == "sigmoid" else "bias"
-            K.gemm(a[k], self.W[k], a[k + 1], epilogue=epi, E=bias, compile_only=compile_only, kernel=self.gemm)
+            K.gemm(a[k], self.W[k], a[k + 1], epilogue=epi, E=bias, compile_only=compile_only, kernel=self.backend.gemm)
         if launch:  # softmax, the loss, the error, the delta; opens the step (advances the counters)
             K.output_step(
                 self.y, a[L], self.d[L], self.sw, output=OUTPUT_CODE[cfg.output], loss=LOSS_CODE[cfg.loss],
@@ -360,7 +359,7 @@ class CupyGemmTrainer(ReferenceTrainer):
             )  # fmt: skip
         for k in range(L - 1, 0, -1):
             K.gemm(self.d[k + 1], self.W[k], self.d[k], tb=True, epilogue="dsigmoid", E=a[k],
-                   compile_only=compile_only, kernel=self.gemm)  # fmt: skip
+                   compile_only=compile_only, kernel=self.backend.gemm)  # fmt: skip
         for k in range(L):  # every delta is computed: the steps may go in place
             self._step(k, self.W[k], a[k], self.d[k + 1], self.g_parts[k], True, compile_only)
             if self.b is not None:
@@ -375,9 +374,9 @@ class CupyGemmTrainer(ReferenceTrainer):
         slots = (None if s0 is None else s0.reshape(p.shape), None if s1 is None else s1.reshape(p.shape))
         if parts is None:
             K.gemm(a_in, d_out, p, ta=True, epilogue="step", slots=slots, decayed=decayed, cfg=self.cfg,
-                   counters=self.counters, compile_only=compile_only, kernel=self.gemm)  # fmt: skip
+                   counters=self.counters, compile_only=compile_only, kernel=self.backend.gemm)  # fmt: skip
             return
-        K.gemm(a_in, d_out, parts, ta=True, compile_only=compile_only, kernel=self.gemm)
+        K.gemm(a_in, d_out, parts, ta=True, compile_only=compile_only, kernel=self.backend.gemm)
         if not compile_only:
             sumsq = self.acc[ACC_INDEX["SQUARES"] :] if decayed and self.config.alpha > 0 else None
             K.optimizer_step(p, parts.reshape(parts.shape[0], *p.shape), slots, decayed=decayed, cfg=self.cfg,
