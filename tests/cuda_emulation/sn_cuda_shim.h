@@ -3,11 +3,11 @@
 // real barriers between them, warp shuffles exchanged through memory.
 //
 // Two ways to run a block's threads, chosen when the library is built:
-//   * fibers (the default): every thread of the block is a ucontext fiber on one OS thread; a
+//   * fibers (the default): every thread of the block is a fiber on one OS thread; a
 //     barrier switches to the next fiber, and the order in which the fibers run between two
 //     barriers is shuffled (seeded per block), so that a thread reading what another writes in the
 //     same phase (a missing __syncthreads) sees it sometimes early and sometimes late. Cheap on a
-//     shared machine: one core, no runnable-thread storm, about a microsecond per switch;
+//     shared machine: one core, no runnable-thread storm, a few nanoseconds a switch on x86-64;
 //   * std::threads (-DSN_EMU_THREADS=1): every thread of the block is an OS thread (a pool kept
 //     across launches), with condition-variable barriers: true concurrency, for the races that
 //     only interleaving shows. Keep such tests few and their blocks small.
@@ -302,8 +302,57 @@ inline void run_grid(Block& blk, dim3 g, dim3 b, const std::function<void(unsign
 
 enum FiberState { RUNNING, AT_BLOCK, AT_WARP, DONE };
 
+// Switching fibers. ucontext's swapcontext saves and restores the signal mask, two system calls a
+// switch: with a switch at every shuffle those were nearly all of the emulator's time (6 million
+// rt_sigprocmask calls in 3000 iterations of the seed's train_warp). On x86-64 the switch is
+// instead the few instructions of Boost.Context's fcontext: push the callee-saved registers and
+// the SSE and x87 control words on the stack being left, store its stack pointer, load the other
+// one, pop the same. The compiler saves everything else around the call, as the ABI lets it.
+// Elsewhere (or with -DSN_EMU_UCONTEXT) the fibers keep ucontext.
+#if defined(__x86_64__) && !defined(SN_EMU_UCONTEXT)
+#define SN_EMU_FAST_SWITCH 1
+// Saves this fiber's registers on its stack, *from = its stack pointer, then resumes the fiber whose
+// stack pointer is `to` (its sn_switch call returns). static: one copy per translation unit.
+#if defined(__clang__)
+#define SN_EMU_OPAQUE __attribute__((naked, noinline))
+#else  // noipa: callers assume it reads and writes any memory, as a switch to other code does
+#define SN_EMU_OPAQUE __attribute__((naked, noinline, noipa))
+#endif
+[[maybe_unused]] SN_EMU_OPAQUE static void sn_switch(void** /*from: rdi*/, void* /*to: rsi*/)
+{
+    asm volatile(
+        "pushq %rbp\n\t"
+        "pushq %rbx\n\t"
+        "pushq %r12\n\t"
+        "pushq %r13\n\t"
+        "pushq %r14\n\t"
+        "pushq %r15\n\t"
+        "subq $8, %rsp\n\t"
+        "stmxcsr (%rsp)\n\t"
+        "fnstcw 4(%rsp)\n\t"
+        "movq %rsp, (%rdi)\n\t"
+        "movq %rsi, %rsp\n\t"
+        "ldmxcsr (%rsp)\n\t"
+        "fldcw 4(%rsp)\n\t"
+        "addq $8, %rsp\n\t"
+        "popq %r15\n\t"
+        "popq %r14\n\t"
+        "popq %r13\n\t"
+        "popq %r12\n\t"
+        "popq %rbx\n\t"
+        "popq %rbp\n\t"
+        "ret\n\t");
+}
+#else
+#define SN_EMU_FAST_SWITCH 0
+#endif
+
 struct Fiber {
+#if SN_EMU_FAST_SWITCH
+    void* sp = nullptr;  // its saved stack pointer while it is switched out
+#else
     ucontext_t context;
+#endif
     FiberState state = RUNNING;
 };
 
@@ -312,7 +361,11 @@ constexpr std::size_t FIBER_STACK = 256 * 1024;
 struct Fibers {
     std::vector<Fiber> fibers;
     std::vector<std::unique_ptr<char[]>> stacks;  // kept across launches: allocating them is not free
+#if SN_EMU_FAST_SWITCH
+    void* scheduler = nullptr;
+#else
     ucontext_t scheduler;
+#endif
     unsigned current = 0;
     const std::function<void(unsigned)>* body = nullptr;
 };
@@ -330,7 +383,50 @@ inline void fiber_entry()
     (*fs.body)(t);
     block->warps[t / 32].exited.fetch_or(1u << (t % 32));
     fs.fibers[t].state = DONE;
+#if SN_EMU_FAST_SWITCH
+    void* finished;  // this fiber is never resumed: its stack is set up afresh at the next launch
+    sn_switch(&finished, fs.scheduler);
+    __builtin_unreachable();
+#endif
     // returning resumes uc_link: the scheduler
+}
+
+// Fiber t ready to run fiber_entry from the top of its stack at its first switch.
+inline void fiber_start(Fibers& fs, unsigned t)
+{
+    Fiber& f = fs.fibers[t];
+    f.state = RUNNING;
+    char* const stack = fs.stacks[t].get();
+#if SN_EMU_FAST_SWITCH
+    // The frame sn_switch pops: the control words, six registers (zeros), then fiber_entry as the
+    // return address; above it a zero return address, so that fiber_entry starts with the stack
+    // aligned as after a call (rsp + 8 a multiple of 16).
+    auto top = reinterpret_cast<std::uintptr_t>(stack + FIBER_STACK) & ~std::uintptr_t(15);
+    auto* frame = reinterpret_cast<std::uint64_t*>(top) - 9;
+    std::uint32_t words[2];
+    asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(words[0]), "=m"(words[1]));
+    std::memcpy(&frame[0], words, 8);
+    for (int i = 1; i <= 6; ++i) frame[i] = 0;
+    frame[7] = reinterpret_cast<std::uint64_t>(&fiber_entry);
+    frame[8] = 0;
+    f.sp = frame;
+#else
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = stack;
+    f.context.uc_stack.ss_size = FIBER_STACK;
+    f.context.uc_link = &fs.scheduler;
+    makecontext(&f.context, fiber_entry, 0);
+#endif
+}
+
+// The scheduler resumes fiber t until it waits at a barrier or is done.
+inline void fiber_resume(Fibers& fs, unsigned t)
+{
+#if SN_EMU_FAST_SWITCH
+    sn_switch(&fs.scheduler, fs.fibers[t].sp);
+#else
+    swapcontext(&fs.scheduler, &fs.fibers[t].context);
+#endif
 }
 
 inline void wait(FiberState at)
@@ -338,7 +434,11 @@ inline void wait(FiberState at)
     Fibers& fs = fibers();
     Fiber& me = fs.fibers[fs.current];
     me.state = at;
+#if SN_EMU_FAST_SWITCH
+    sn_switch(&me.sp, fs.scheduler);
+#else
     swapcontext(&me.context, &fs.scheduler);
+#endif
 }
 
 inline void block_barrier(const char*) { wait(AT_BLOCK); }
@@ -358,13 +458,7 @@ inline void run_grid(Block& blk, dim3 g, dim3 b, const std::function<void(unsign
     for (unsigned long long q = 0; q < blocks && !failed(); ++q) {
         prepare(blk);
         for (unsigned t = 0; t < n; ++t) {
-            Fiber& f = fs.fibers[t];
-            f.state = RUNNING;
-            getcontext(&f.context);
-            f.context.uc_stack.ss_sp = fs.stacks[t].get();
-            f.context.uc_stack.ss_size = FIBER_STACK;
-            f.context.uc_link = &fs.scheduler;
-            makecontext(&f.context, fiber_entry, 0);
+            fiber_start(fs, t);
             order[t] = t;
         }
         std::mt19937 shuffle((unsigned)(q * 2654435761u + n));
@@ -374,7 +468,7 @@ inline void run_grid(Block& blk, dim3 g, dim3 b, const std::function<void(unsign
                 if (fs.fibers[t].state != RUNNING) continue;
                 fs.current = t;
                 enter(&blk, t, q, g, b);
-                swapcontext(&fs.scheduler, &fs.fibers[t].context);
+                fiber_resume(fs, t);
             }
             // every live fiber now waits at a barrier (or all are done): release what is complete
             unsigned alive = 0, at_block = 0;
