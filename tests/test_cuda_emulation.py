@@ -39,30 +39,18 @@ pytestmark = pytest.mark.skipif(emulator.compiler_missing() is not None, reason=
 SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "sigmanet.cu"
 
 
-def _default_instances():
-    """What the default tests launch, compiled in one go (one translation unit per core); the slow tests
-    build what else they need when they ask for it."""
-    names = []
-    for T in ("float", "double"):
-        names += _cuda.name_expressions(T)
-        names += [_cuda.gemm_name(T, ta, tb, rm, rn, epi) for (ta, tb), epis in _cuda._GEMM_EPILOGUES.items()
-                  for epi in epis for rm, rn in ((1, 1), (2, 1))]  # fmt: skip
-    names += [_cuda.fixed_shape_name("double", s) for s in ([2, 5, 3], [4, 6, 3], [4, 6, 2], [5, 8, 9, 3, 2])]
-    names += [_cuda.warp_name("double", s) for s in ([3, 4, 1], [2, 5, 3], [3, 4, 2])]
-    names += [_cuda.gemm_name("double", 0, 0, 4, 1, "sigmoid"), _cuda.gemm_name("double", 0, 1, 4, 1, "dsigmoid")]
-    names += [_cuda.warp_gemm_name(T, ta, tb, "32x16/1", epi) for T in ("float", "double")
-              for (ta, tb), epis in _cuda._GEMM_EPILOGUES.items() for epi in epis]  # fmt: skip
-    return names
+def _shaped_instances():
+    """The fixed-shape kernels the default tests launch (every GEMM instance is in the session's library
+    anyway, fake_cupy.session_library): built with it, in one g++ run on each core, instead of one
+    run each at first use."""
+    names = [_cuda.fixed_shape_name("double", s) for s in ([2, 5, 3], [4, 6, 3], [4, 6, 2], [5, 8, 9, 3, 2])]
+    return names + [_cuda.warp_name("double", s) for s in ([3, 4, 1], [2, 5, 3], [3, 4, 2])]
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     folder = tmp_path_factory.getbasetemp().parent / "sigmanet-cuda-emulator"
-    wanted = folder / "wanted.txt"
-    names = _default_instances() + (wanted.read_text().split("\n") if wanted.exists() else [])
-    lib = emulator.build(_cuda.kernel_source(), [n for n in names if n.strip()], _cuda.compile_options(), folder)
-    lib.code = _cuda.kernel_source()
-    return lib, folder
+    return fake_cupy.session_library(folder, _shaped_instances()), folder
 
 
 @pytest.fixture

@@ -850,13 +850,21 @@ def _clear_caches():
         pass
 
 
-def session_library(folder) -> emulator.Library:
-    """A library of the up-front kernels and every instance earlier sessions built lazily (wanted.txt)."""
+def session_library(folder, extra=()) -> emulator.Library:
+    """One library, built in one g++ run, of the up-front kernels, every GEMM instance (each tiling and
+    epilogue of gemm_tiled and gemm_warp), ``extra`` and every instance earlier sessions built lazily
+    (wanted.txt).
+
+    The GEMMs are here because the device code compiles them one at a time, at first use: on the
+    emulator each of those is a g++ run of its own (about 3 s of parsing the source for each), which
+    on a machine with no cache cost the tests that sweep the tilings about 20 minutes. All of them in
+    one library cost about 2 s more than the kernels alone.
+    """
     from sigmanet.backends.cupy import _cuda
 
     folder = Path(folder)
     wanted = folder / "wanted.txt"
-    names = [f"{n}<{T}>" for T in ("float", "double") for n in _cuda._NAMES]
+    names = [n for T in ("float", "double") for n in _cuda.name_expressions(T, all_gemms=True)] + list(extra)
     names += wanted.read_text().split("\n") if wanted.exists() else []
     lib = emulator.build(_cuda.kernel_source(), [n for n in names if n.strip()], _cuda.compile_options(), folder)
     lib.code = _cuda.kernel_source()
