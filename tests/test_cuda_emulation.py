@@ -39,18 +39,10 @@ pytestmark = pytest.mark.skipif(emulator.compiler_missing() is not None, reason=
 SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "sigmanet.cu"
 
 
-def _shaped_instances():
-    """The fixed-shape kernels the default tests launch (every GEMM instance is in the session's library
-    anyway, fake_cupy.session_library): built with it, in one g++ run on each core, instead of one
-    run each at first use."""
-    names = [_cuda.fixed_shape_name("double", s) for s in ([2, 5, 3], [4, 6, 3], [4, 6, 2], [5, 8, 9, 3, 2])]
-    return names + [_cuda.warp_name("double", s) for s in ([3, 4, 1], [2, 5, 3], [3, 4, 2])]
-
-
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     folder = tmp_path_factory.getbasetemp().parent / "sigmanet-cuda-emulator"
-    return fake_cupy.session_library(folder, _shaped_instances()), folder
+    return fake_cupy.session_library(folder), folder
 
 
 @pytest.fixture

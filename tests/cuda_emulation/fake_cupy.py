@@ -713,16 +713,13 @@ class RawModule:
 
 def _library_for(code, options, names) -> emulator.Library:
     """The session's prebuilt library if it holds every name (and was built from this source), else a
-    build of those names (noted in the build folder's wanted.txt, so that the next prebuild has them)."""
+    build of those names (kept in the build folder, so that a later process loads it)."""
     pre = _Config.library
     if pre is not None and getattr(pre, "code", None) == code and all(pre.has(n) for n in names):
         return pre
     key = (code, options, tuple(names))
     if key not in _Config.libraries:
         _Config.libraries[key] = emulator.build(code, names, options, _Config.build_dir)
-        if _Config.build_dir is not None:
-            with open(Path(_Config.build_dir) / "wanted.txt", "a") as f:
-                f.write("".join(n + "\n" for n in names))
     return _Config.libraries[key]
 
 
@@ -850,23 +847,40 @@ def _clear_caches():
         pass
 
 
-def session_library(folder, extra=()) -> emulator.Library:
-    """One library, built in one g++ run, of the up-front kernels, every GEMM instance (each tiling and
-    epilogue of gemm_tiled and gemm_warp), ``extra`` and every instance earlier sessions built lazily
-    (wanted.txt).
+# The compile-time shapes the tests and gpu_check.sh's dry run launch: train_small's (both kinds of
+# fixed shape) and train_warp's, built up front with the rest.
+UP_FRONT_SHAPES = {
+    "fixed": ([3, 4, 1], [2, 5, 3], [4, 6, 3], [4, 6, 2], [5, 8, 9, 3, 2], [16, 32, 4]),
+    "warp": ([3, 4, 1], [2, 5, 3], [3, 4, 2]),
+}
 
-    The GEMMs are here because the device code compiles them one at a time, at first use: on the
-    emulator each of those is a g++ run of its own (about 3 s of parsing the source for each), which
-    on a machine with no cache cost the tests that sweep the tilings about 20 minutes. All of them in
-    one library cost about 2 s more than the kernels alone.
+
+def up_front_names() -> list[str]:
+    """What :func:`session_library` builds: the device code's up-front kernels, every GEMM instance (each
+    tiling and epilogue of gemm_tiled and gemm_warp) and UP_FRONT_SHAPES, in float and double."""
+    from sigmanet.backends.cupy import _cuda
+
+    names = []
+    for T in ("float", "double"):
+        names += _cuda.name_expressions(T, all_gemms=True)
+        names += [_cuda.fixed_shape_name(T, s) for s in UP_FRONT_SHAPES["fixed"]]
+        names += [_cuda.warp_name(T, s) for s in UP_FRONT_SHAPES["warp"]]
+    return names
+
+
+def session_library(folder) -> emulator.Library:
+    """The library of :func:`up_front_names`, built once in ``folder`` (one g++ run a core) and loaded
+    from there by every later process; any other instance is built when a module first asks for it.
+
+    The device code compiles each GEMM instance at first use; on the emulator each of those would be
+    a g++ run of its own (about 3 s of parsing the source each), which on a machine with no cache cost
+    the tests that sweep the tilings about 20 minutes. All of them in one library take 22 s to build on
+    two cores, against 8 s for the kernels alone. The set is fixed, not grown from what earlier runs built: a library whose
+    instance list changes is a new library, and every process after the change would build it again.
     """
     from sigmanet.backends.cupy import _cuda
 
-    folder = Path(folder)
-    wanted = folder / "wanted.txt"
-    names = [n for T in ("float", "double") for n in _cuda.name_expressions(T, all_gemms=True)] + list(extra)
-    names += wanted.read_text().split("\n") if wanted.exists() else []
-    lib = emulator.build(_cuda.kernel_source(), [n for n in names if n.strip()], _cuda.compile_options(), folder)
+    lib = emulator.build(_cuda.kernel_source(), up_front_names(), _cuda.compile_options(), Path(folder))
     lib.code = _cuda.kernel_source()
     return lib
 
