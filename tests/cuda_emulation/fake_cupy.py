@@ -875,8 +875,9 @@ def session_library(folder) -> emulator.Library:
     The device code compiles each GEMM instance at first use; on the emulator each of those would be
     a g++ run of its own (about 3 s of parsing the source each), which on a machine with no cache cost
     the tests that sweep the tilings about 20 minutes. All of them in one library take 22 s to build on
-    two cores, against 8 s for the kernels alone. The set is fixed, not grown from what earlier runs built: a library whose
-    instance list changes is a new library, and every process after the change would build it again.
+    two cores, against 8 s for the kernels alone. The set is fixed, not grown from what earlier runs
+    built: a library whose instance list changes is a new library, and every process after the change
+    would build it again.
     """
     from sigmanet.backends.cupy import _cuda
 
