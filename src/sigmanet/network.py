@@ -30,6 +30,7 @@ from . import checkpoint
 from ._arrays import from_user, is_sparse
 from ._plan import Stats, TrainConfig, rows_per_step
 from .backends import for_input, get_backend, on_stream
+from .backends._blas import blas_threads
 from .errors import DivergenceError, ModelFileError
 from .optimizers import OptimizerState
 
@@ -1038,7 +1039,8 @@ class Network:
         a = be.to_host(be.to_device(head, self.dtype))
         weights, biases = self._state.weights, self._state.biases
         saturated = False
-        with np.errstate(over="ignore"):
+        # one BLAS thread: 256 rows, and no OpenBLAS thread left spinning beside the next fit's (_blas)
+        with np.errstate(over="ignore"), blas_threads(1):
             for k in range(max(1, len(weights) - 1)):
                 if k == len(weights) - 1 and self.output != "sigmoid":
                     break

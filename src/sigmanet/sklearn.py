@@ -56,6 +56,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .backends import get_backend
+from .backends._blas import blas_threads
 from .embedding import loss_and_gradients
 from .errors import DivergenceError
 from .network import Network
@@ -950,7 +951,7 @@ def _saturation(coefs: list, intercepts: list, X: Any) -> float:
     share = 0.0
     if a.shape[0] < 8:
         return share
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"), blas_threads(1):  # 256 rows; see Network._stuck
         for w, b in zip(coefs[:-1], intercepts[:-1]):
             a = 1 / (1 + np.exp(-(a @ w + b)))
             if a.shape[1] >= 2:

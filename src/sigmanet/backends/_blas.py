@@ -80,6 +80,21 @@ def blas_threads(n: int) -> Iterator[None]:
                 _applied = None
 
 
+# Multiply-adds below which sigmanet's own host-side products (predict on a numba network, the
+# saturation and stuck checks on 256 rows) run BLAS on one thread: about half a millisecond there,
+# so a second thread saves little, while any multi-threaded OpenBLAS call leaves its worker threads
+# spinning for about 2**28 cycles (0.1 s) afterwards. A numba fit started inside that window shares
+# the cores with them: on a 2-core AMD EPYC (Zen 3), 3 of a fit's 20 calls took 4.5 ms instead of
+# 0.45, and the estimator's 50-epoch digits fit took 50 ms, against 37-38 ms with its own checks
+# on one thread (docs/perf-notes.md, "Two thread pools").
+ONE_THREAD_MACS = 1 << 23
+
+
+def one_thread_if_small(macs: int) -> contextlib.AbstractContextManager[None]:
+    """:func:`blas_threads` (1) for work of fewer than :data:`ONE_THREAD_MACS` multiply-adds, else nothing."""
+    return blas_threads(1) if macs < ONE_THREAD_MACS else contextlib.nullcontext()
+
+
 def callers_threads(path_part: str) -> int | None:
     """The fewest threads the loaded BLAS libraries whose path holds ``path_part`` allow outside this
     registry's own limits (a caller's threadpoolctl limit shows here; another fit's limit does not:
