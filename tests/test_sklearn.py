@@ -16,6 +16,7 @@ from helpers import usable_backend  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn.preprocessing import LabelBinarizer  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import sigmanet.sklearn as sks  # noqa: E402
@@ -186,6 +187,27 @@ def test_warm_started_fits_and_partial_fits_continue_as_scikit_learns(case, rng)
         quiet(est.fit, X, y)
     assert_same_fit(ours, mlp, X)
     assert ours.t_ == 3 * 4 * N + 80 and len(ours.loss_curve_) == 3 * 4 + 2
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "one-class"])
+def test_the_epochs_validation_score_is_accuracy_score_exactly(kind, weighted, rng):
+    """The early-stopping score, computed on class indices, is accuracy_score of the decoded labels to the
+    last bit: outputs near the threshold and tied across classes, string labels, sample weights."""
+    m = 257
+    if kind == "multilabel":
+        y = (rng.random((m, 3)) > 0.5).astype(int)
+    else:
+        names = np.array(["cat", "dog", "emu", "yak"][: {"binary": 2, "multiclass": 4, "one-class": 1}[kind]])
+        y = names[rng.integers(0, len(names), m)]
+    clf = SigmaNetClassifier(backend="numpy")
+    binarizer = LabelBinarizer().fit(y)  # as the estimator's fit binarizes y
+    Y = binarizer.transform(y).astype(float)
+    fitted = {"_label_binarizer": binarizer}
+    out = rng.choice([0.0, 0.25, 0.5, 0.5 + 1e-16, 0.75, 1.0], size=Y.shape)  # ties and the threshold itself
+    sw = rng.random(m) * 3 if weighted else None
+    want = sks.accuracy_score(clf._labels(Y, fitted), clf._labels(out, fitted), sample_weight=sw)
+    assert clf._val_score(out, Y, sw, fitted) == want
 
 
 def test_early_stopping_with_warm_start_continues_as_scikit_learns(rng):

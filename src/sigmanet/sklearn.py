@@ -305,7 +305,7 @@ class _SigmaNetBase(BaseEstimator):
     def _prepare_targets(self, X, y, incremental, classes, first):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _val_score(self, out, y_val, sw_val, fitted):  # pragma: no cover - abstract
+    def _val_score(self, out, Y_val, sw_val, fitted):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _labels(self, Y, fitted):  # pragma: no cover - the classifier's
@@ -441,7 +441,7 @@ class _SigmaNetBase(BaseEstimator):
         else:
             learning_rate, lr_is_schedule = p.learning_rate_init, t0 == 0
         # The validation split: scikit-learn's own function and random state, as MLPClassifier does it.
-        X_val = y_val = sw_val = None
+        X_val = Y_val = sw_val = None
         if p.early_stopping:
             stratify = Y.astype(bool) if (y_labels is not None and Y.shape[1] == 1) else None  # as scikit-learn's
             if sw is None:
@@ -454,7 +454,6 @@ class _SigmaNetBase(BaseEstimator):
                 )
                 if not (sw > 0).any():
                     raise ValueError("the training split's sample weights are all zero: nothing would be learned")
-            y_val = self._labels(Y_val, fitted) if y_labels is not None else Y_val
         n = X.shape[0]
         if p.batch_size is None:
             batch = min(200, n)
@@ -529,7 +528,7 @@ class _SigmaNetBase(BaseEstimator):
             if p.early_stopping:
                 assert scores is not None
                 out = net.predict(X_val)
-                score = self._val_score(out, y_val, sw_val, fitted)
+                score = self._val_score(out, Y_val, sw_val, fitted)
                 del scores[last.n_scores :]
                 scores.append(score)
                 if p.verbose:
@@ -1205,8 +1204,18 @@ class SigmaNetClassifier(ClassifierMixin, _SigmaNetBase):
         binarizer = fitted["_label_binarizer"]
         return binarizer.inverse_transform(Y.ravel() if Y.shape[1] == 1 else Y)
 
-    def _val_score(self, out, y_val, sw_val, fitted):
-        return accuracy_score(y_val, self._labels(out, fitted), sample_weight=sw_val)
+    def _val_score(self, out, Y_val, sw_val, fitted):
+        """``accuracy_score`` of the predicted labels against Y_val's (the binarized targets), computed
+        on class indices as the label binarizer decodes them: the same number without scikit-learn's
+        checks of both arrays, which took 0.6 ms of each epoch's 1.2 ms on the digits."""
+        binarizer = fitted["_label_binarizer"]
+        if len(binarizer.classes_) < 2:  # one class: the binarizer's own decoding
+            return accuracy_score(self._labels(Y_val, fitted), self._labels(out, fitted), sample_weight=sw_val)
+        if binarizer.y_type_ == "multiclass":
+            hit = out.argmax(axis=1) == Y_val.argmax(axis=1)
+        else:  # binary and multilabel: the binarizer's threshold, every label of a row right
+            hit = ((out > 0.5) == (Y_val > 0.5)).all(axis=1)
+        return float(np.average(hit, weights=sw_val))
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -1394,11 +1403,11 @@ class SigmaNetRegressor(RegressorMixin, _SigmaNetBase):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, Y, None, {"out_activation": "identity"}
 
-    def _val_score(self, out, y_val, sw_val, fitted):
+    def _val_score(self, out, Y_val, sw_val, fitted):
         pred = out.ravel() if out.shape[1] == 1 else out
         if not np.isfinite(pred).all():
             return np.nan
-        return r2_score(y_val.ravel() if y_val.shape[1] == 1 else y_val, pred, sample_weight=sw_val)
+        return r2_score(Y_val.ravel() if Y_val.shape[1] == 1 else Y_val, pred, sample_weight=sw_val)
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
