@@ -84,9 +84,9 @@ def blas_threads(n: int) -> Iterator[None]:
 # saturation and stuck checks on 256 rows) run BLAS on one thread: about half a millisecond there,
 # so a second thread saves little, while any multi-threaded OpenBLAS call leaves its worker threads
 # spinning for about 2**28 cycles (0.1 s) afterwards. A numba fit started inside that window shares
-# the cores with them: on a 2-core AMD EPYC (Zen 3), 3 of a fit's 20 calls took 4.5 ms instead of
-# 0.45, and the estimator's 50-epoch digits fit took 50 ms, against 37-38 ms with its own checks
-# on one thread (docs/perf-notes.md, "Two thread pools").
+# the cores with them: on a 2-core AMD EPYC, 3 of a fit's 20 calls took 4.5 ms instead of 0.45
+# (OpenBLAS's Haswell kernels, which thread these small products; its SkylakeX ones run them
+# on one thread anyway). docs/perf-notes.md, "Two thread pools".
 ONE_THREAD_MACS = 1 << 23
 
 
