@@ -210,6 +210,25 @@ def test_the_epochs_validation_score_is_accuracy_score_exactly(kind, weighted, r
     assert clf._val_score(out, Y, sw, fitted) == want
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_the_regressors_validation_score_is_r2_score_exactly(outputs, weighted, rng):
+    """The regressor's early-stopping score is r2_score to the last bit, constant and perfectly predicted
+    outputs (r2_score's force_finite cases) included; float32 goes through r2_score itself."""
+    m = 203
+    Y = rng.standard_normal((m, outputs)) * 3 + 1
+    pred = Y + rng.standard_normal((m, outputs))
+    if outputs == 3:
+        Y[:, 1] = 2.5  # a constant output: zero denominator
+        pred[:, 2] = Y[:, 2]  # a perfect one: zero numerator
+    sw = rng.random(m) * 2 if weighted else None
+    reg = SigmaNetRegressor(backend="numpy")
+    flat = (lambda a: a.ravel()) if outputs == 1 else (lambda a: a)
+    assert reg._val_score(pred, Y, sw, {}) == sks.r2_score(flat(Y), flat(pred), sample_weight=sw)
+    Y32, pred32 = Y.astype(np.float32), pred.astype(np.float32)
+    assert reg._val_score(pred32, Y32, sw, {}) == sks.r2_score(flat(Y32), flat(pred32), sample_weight=sw)
+
+
 def test_early_stopping_with_warm_start_continues_as_scikit_learns(rng):
     X, y = table("binary", rng)
     params = dict(hidden_layer_sizes=(5,), shuffle=False, random_state=0, max_iter=6, warm_start=True,
