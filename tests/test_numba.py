@@ -297,6 +297,28 @@ def test_between_the_limits_the_choice_is_measured_once_then_read_from_disk(tmp_
     assert len(calls) == 1
 
 
+def test_a_choice_already_made_builds_no_candidate_trainer(tmp_path, monkeypatch):
+    """Once the engine for a shape is known (this process, or the cache file), a fit builds one trainer:
+    its own. The candidates' trainers (each a copy of X) are built only to be measured."""
+    monkeypatch.setenv("SIGMANET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(numba_strategy, "_MEMORY", {})
+    X, y = make_table(2000, 16, 4)
+    w = sn.Network([16, 32, 4], seed=0).weights  # between the limits: measured
+    b = get_backend("numba")
+    built = []
+    real = type(b)._build
+    monkeypatch.setattr(type(b), "_build", lambda self, engine, *a: built.append(engine) or real(self, engine, *a))
+    first = b.trainer(w, None, X, y, TrainConfig()).engine
+    assert len(built) == 3 and built[-1] == first  # two measured candidates, then the fit's own
+    built.clear()
+    assert b.trainer(w, None, X, y, TrainConfig()).engine == first
+    assert built == [first]
+    monkeypatch.setattr(numba_strategy, "_MEMORY", {})  # a new process: the file remembers
+    built.clear()
+    assert b.trainer(w, None, X, y, TrainConfig()).engine == first
+    assert built == [first]
+
+
 def test_the_measurement_trains_copies(tmp_path, monkeypatch):
     monkeypatch.setenv("SIGMANET_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(numba_strategy, "_MEMORY", {})

@@ -16,6 +16,7 @@ part of an import circle.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -236,8 +237,10 @@ def available_host_memory() -> int | None:
     return group if host is None else min(host, group)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
-    """The CPU's model name and core count, e.g. 'AMD EPYC, 2 cores'."""
+    """The CPU's model name and core count, e.g. 'AMD EPYC, 2 cores' (read once a process: a key of
+    every numba fit's engine choice)."""
     import platform
 
     name = platform.processor() or platform.machine()

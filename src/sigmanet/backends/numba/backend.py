@@ -404,12 +404,21 @@ class NumbaBackend(ReferenceBackend):
         )
         small = _strategy.small_engine(sizes)
         probe = dataclasses.replace(config, average_loss=False)
-        candidates: dict[str, Any] = {}
-        for name in (small, "compiled"):
-            copies = [w.copy() for w in weights], None if biases is None else [b.copy() for b in biases]
-            trainer = self._build(name, *copies, X, y, probe, sample_weight, None)
-            candidates[name] = lambda n, t=trainer: t.run(0, n)
-        return _strategy.choose(key, candidates)
+
+        def candidate(name: str) -> Any:
+            """run(n) on a trainer of engine ``name``, built on its first call: a choice already made (in
+            this process or the cache file) builds none (two trainers were a third of a small fit's cost)."""
+            built: list[NumbaTrainer] = []
+
+            def run(n: int) -> Stats:
+                if not built:
+                    copies = [w.copy() for w in weights], None if biases is None else [b.copy() for b in biases]
+                    built.append(self._build(name, *copies, X, y, probe, sample_weight, None))
+                return built[0].run(0, n)
+
+            return run
+
+        return _strategy.choose(key, {name: candidate(name) for name in (small, "compiled")})
 
     def trainer(self, weights, biases, X, y, config, sample_weight=None, optimizer=None):
         """The fit's trainer, of the engine :meth:`engine_for` picks (MemoryError first if it cannot fit)."""
