@@ -961,9 +961,10 @@ def _saturation(coefs: list, intercepts: list, X: Any) -> float:
 def _r2(Y: np.ndarray, pred: np.ndarray, sw: np.ndarray | None) -> float:
     """``r2_score`` (uniform average over the outputs, ``force_finite``) of (n, k) targets and predictions:
     its own arithmetic, the same NumPy reductions in the same order, without its checks of the arrays,
-    which cost about as much as an epoch on small tables. Other dtypes than float64 go to r2_score
-    itself (its dtype rules)."""
-    if Y.dtype != np.float64 or pred.dtype != np.float64 or (sw is not None and sw.dtype != np.float64):
+    which cost about as much as an epoch on small tables. Other dtypes than float64, and fewer than two
+    rows (its warning), go to r2_score itself."""
+    if (Y.dtype != np.float64 or pred.dtype != np.float64 or (sw is not None and sw.dtype != np.float64)
+            or Y.shape[0] < 2):  # fmt: skip
         return r2_score(Y.ravel() if Y.shape[1] == 1 else Y, pred.ravel() if pred.shape[1] == 1 else pred,
                         sample_weight=sw)  # fmt: skip
     weight = 1.0 if sw is None else sw[:, None]
