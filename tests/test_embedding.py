@@ -631,52 +631,59 @@ def _blas_counts():
     return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
 
 
-def test_sigmanets_small_host_products_beside_numba_run_on_one_blas_thread(monkeypatch, rng):
-    """A numba network's predict of a validation-sized X, diagnose, and the estimator's saturation check
-    (256 rows) run BLAS on one thread: any multi-threaded OpenBLAS call leaves its threads spinning for
-    about 0.1 s, beside the next numba fit's own threads. A large predict keeps the caller's count, and
-    the counts are the caller's again afterwards."""
+def test_sigmanets_small_products_inside_a_fit_run_on_one_blas_thread_and_public_calls_on_the_callers(monkeypatch, rng):
+    """Inside a fit, sigmanet's own small products (the estimator's validation predict after each
+    epoch, the saturation and stuck checks on 256 rows after the fit) run BLAS on one thread: any
+    multi-threaded OpenBLAS call leaves its threads spinning for about 0.1 s, beside the next numba
+    fit's own. A public predict or diagnose leaves the caller's count alone (a limit holds for the
+    whole process, so it would reach the caller's other threads), and so does everything afterwards."""
     from threadpoolctl import threadpool_limits
 
     import sigmanet.backends.reference as reference
-    from sigmanet.backends._blas import ONE_THREAD_MACS
-    from sigmanet.sklearn import _saturation
+    from sigmanet.sklearn import SigmaNetClassifier
 
     seen = []
     real_activate, real_exp = reference.activate, np.exp
 
     def activate(*args):
-        seen.append(("predict", _blas_counts()))
+        seen.append(("predict", tuple(_blas_counts())))
         return real_activate(*args)
 
     def exp(z, *args, **kwargs):
-        seen.append(("check", _blas_counts()))
+        seen.append(("check", tuple(_blas_counts())))
         return real_exp(z, *args, **kwargs)
 
+    def during(fn):
+        seen.clear()
+        monkeypatch.setattr(reference, "activate", activate)
+        monkeypatch.setattr(np, "exp", exp)
+        try:
+            fn()
+        finally:
+            monkeypatch.undo()
+        return sorted(set(seen))
+
     X, y = rng.random((300, 64)), rng.random((300, 10))
+    labels = rng.integers(0, 3, 300)
     net = sn.Network([64, 32, 10], backend="numba:fused", seed=0, bias=True)
     hist = net.fit(X, y, iterations=2, warn_stuck=False)
-    big = np.ascontiguousarray(np.resize(X, (ONE_THREAD_MACS // (64 * 32 + 32 * 10) + 1, 64)))
+    clf = SigmaNetClassifier(backend="numba:fused", hidden_layer_sizes=(8,), max_iter=3, early_stopping=True,
+                             random_state=0)  # fmt: skip
     with threadpool_limits(2):
         if _blas_counts() != [2]:
             pytest.skip("BLAS cannot run two threads here: nothing to limit")
-        monkeypatch.setattr(reference, "activate", activate)
-        net.predict(X)
-        small = seen[:]
-        seen.clear()
-        net.predict(big)
-        large = seen[:]
-        seen.clear()
-        monkeypatch.setattr(np, "exp", exp)
-        net.diagnose(X, hist)
-        _saturation(list(net.weights), list(net.biases), X)
-        checks = seen[:]
-        monkeypatch.undo()
+        public = during(lambda: (net.predict(X), net.diagnose(X, hist)))
+        in_fits = during(lambda: (quiet_fit(clf, X, labels), net.fit(X, y, iterations=2, warn_stuck=True)))
         after = _blas_counts()
-    assert small and {tuple(c) for _, c in small} == {(1,)}, small
-    assert large and {tuple(c) for _, c in large} == {(2,)}, large
-    assert [k for k, _ in checks].count("check") >= 2 and {tuple(c) for _, c in checks} == {(1,)}, checks
+    assert public == [("check", (2,)), ("predict", (2,))], public
+    assert in_fits == [("check", (1,)), ("predict", (1,))], in_fits
     assert after == [2]
+
+
+def quiet_fit(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y)
 
 
 _THREADS = """

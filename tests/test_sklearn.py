@@ -189,9 +189,10 @@ def test_warm_started_fits_and_partial_fits_continue_as_scikit_learns(case, rng)
     assert ours.t_ == 3 * 4 * N + 80 and len(ours.loss_curve_) == 3 * 4 + 2
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "one-class"])
-def test_the_epochs_validation_score_is_accuracy_score_exactly(kind, weighted, rng):
+def test_the_epochs_validation_score_is_accuracy_score_exactly(kind, weighted, dtype, rng):
     """The early-stopping score, computed on class indices, is accuracy_score of the decoded labels to the
     last bit: outputs near the threshold and tied across classes, string labels, sample weights."""
     m = 257
@@ -202,9 +203,10 @@ def test_the_epochs_validation_score_is_accuracy_score_exactly(kind, weighted, r
         y = names[rng.integers(0, len(names), m)]
     clf = SigmaNetClassifier(backend="numpy")
     binarizer = LabelBinarizer().fit(y)  # as the estimator's fit binarizes y
-    Y = binarizer.transform(y).astype(float)
+    Y = binarizer.transform(y).astype(dtype)  # the network's dtype
     fitted = {"_label_binarizer": binarizer}
-    out = rng.choice([0.0, 0.25, 0.5, 0.5 + 1e-16, 0.75, 1.0], size=Y.shape)  # ties and the threshold itself
+    near = np.nextafter(np.array(0.5, dtype), 1)
+    out = rng.choice(np.array([0.0, 0.25, 0.5, near, 0.75, 1.0], dtype), size=Y.shape)  # ties, the threshold
     sw = rng.random(m) * 3 if weighted else None
     want = sks.accuracy_score(clf._labels(Y, fitted), clf._labels(out, fitted), sample_weight=sw)
     assert clf._val_score(out, Y, sw, fitted) == want
@@ -219,7 +221,7 @@ def test_the_regressors_validation_score_is_r2_score_exactly(outputs, weighted, 
     Y = rng.standard_normal((m, outputs)) * 3 + 1
     pred = Y + rng.standard_normal((m, outputs))
     if outputs == 3:
-        Y[:, 1] = 2.5  # a constant output: zero denominator
+        Y[:, 1] = 0.0  # a constant output: zero denominator (its weighted mean is exactly 0, weighted or not)
         pred[:, 2] = Y[:, 2]  # a perfect one: zero numerator
     sw = rng.random(m) * 2 if weighted else None
     reg = SigmaNetRegressor(backend="numpy")
@@ -227,6 +229,28 @@ def test_the_regressors_validation_score_is_r2_score_exactly(outputs, weighted, 
     assert reg._val_score(pred, Y, sw, {}) == sks.r2_score(flat(Y), flat(pred), sample_weight=sw)
     Y32, pred32 = Y.astype(np.float32), pred.astype(np.float32)
     assert reg._val_score(pred32, Y32, sw, {}) == sks.r2_score(flat(Y32), flat(pred32), sample_weight=sw)
+
+
+@pytest.mark.parametrize("side", ["training", "validation"])
+@pytest.mark.parametrize("cls", [SigmaNetClassifier, SigmaNetRegressor])
+def test_a_split_whose_sample_weights_are_all_zero_is_refused_before_any_work(cls, side, monkeypatch, rng):
+    """Early stopping's split leaves one side without weight: a ValueError naming that side, before any
+    epoch, and a fitted estimator keeps its fit (the validation side's score would be undefined)."""
+    X, y = table("multiclass" if cls is SigmaNetClassifier else "regression", rng)
+    est = quiet(cls(backend="numpy", hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit, X, y)
+    kept = [c.copy() for c in est.coefs_]
+    real = sks.train_test_split
+
+    def split(*arrays, **kwargs):
+        parts = list(real(*arrays, **kwargs))
+        parts[4 if side == "training" else 5] = np.zeros_like(parts[4 if side == "training" else 5])
+        return parts
+
+    monkeypatch.setattr(sks, "train_test_split", split)
+    est.set_params(early_stopping=True, warm_start=True)
+    with pytest.raises(ValueError, match=f"the {side} split's sample weights are all zero"):
+        est.fit(X, y, sample_weight=rng.random(N) + 0.5)
+    assert all(np.array_equal(a, b) for a, b in zip(est.coefs_, kept, strict=True))
 
 
 def test_early_stopping_with_warm_start_continues_as_scikit_learns(rng):

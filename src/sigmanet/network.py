@@ -1039,8 +1039,7 @@ class Network:
         a = be.to_host(be.to_device(head, self.dtype))
         weights, biases = self._state.weights, self._state.biases
         saturated = False
-        # one BLAS thread: 256 rows, and no OpenBLAS thread left spinning beside the next fit's (_blas)
-        with np.errstate(over="ignore"), blas_threads(1):
+        with np.errstate(over="ignore"):
             for k in range(max(1, len(weights) - 1)):
                 if k == len(weights) - 1 and self.output != "sigmoid":
                     break
@@ -1052,7 +1051,8 @@ class Network:
 
     def _warn_if_stuck(self, hist: History, be: Any, Xs: Any) -> None:
         """One StuckWarning when :meth:`diagnose` finds the fit stuck; the finding goes in ``hist.stuck``."""
-        cause = hist.stuck = self._stuck(hist, be, Xs)
+        with blas_threads(1):  # 256 rows, and no OpenBLAS thread left spinning beside the next fit (_blas)
+            cause = hist.stuck = self._stuck(hist, be, Xs)
         if cause is None:
             return
         if cause == "saturated":

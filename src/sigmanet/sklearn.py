@@ -56,7 +56,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .backends import get_backend
-from .backends._blas import blas_threads
+from .backends._blas import blas_threads, one_thread_if_small
 from .embedding import loss_and_gradients
 from .errors import DivergenceError
 from .network import Network
@@ -454,6 +454,12 @@ class _SigmaNetBase(BaseEstimator):
                 )
                 if not (sw > 0).any():
                     raise ValueError("the training split's sample weights are all zero: nothing would be learned")
+                if not (sw_val > 0).any():
+                    raise ValueError(
+                        "the validation split's sample weights are all zero: early stopping's score would be "
+                        "undefined (give more rows weight, or early_stopping=False)"
+                    )
+        val_macs = 0 if X_val is None else X_val.shape[0] * sum(c.shape[0] * c.shape[1] for c in coefs)
         n = X.shape[0]
         if p.batch_size is None:
             batch = min(200, n)
@@ -527,7 +533,8 @@ class _SigmaNetBase(BaseEstimator):
             weights, biases = net.weights, net.biases or []
             if p.early_stopping:
                 assert scores is not None
-                out = net.predict(X_val)
+                with one_thread_if_small(val_macs):  # between a fit's calls: see _blas.ONE_THREAD_MACS
+                    out = net.predict(X_val)
                 score = self._val_score(out, Y_val, sw_val, fitted)
                 del scores[last.n_scores :]
                 scores.append(score)
@@ -937,7 +944,8 @@ def _run_network(net, p, X, Y, sw, out_activation, batch, n, n_batches, shuffle_
         on_report=on_epoch,
         warn_stuck=False,
     )
-    cause = net.diagnose(X, hist)
+    with blas_threads(1):  # 256 rows, and no OpenBLAS thread left spinning beside the next fit (_blas)
+        cause = net.diagnose(X, hist)
     if cause is not None:
         causes.append(cause)
 
@@ -950,7 +958,7 @@ def _saturation(coefs: list, intercepts: list, X: Any) -> float:
     share = 0.0
     if a.shape[0] < 8:
         return share
-    with np.errstate(over="ignore"), blas_threads(1):  # 256 rows; see Network._stuck
+    with np.errstate(over="ignore"), blas_threads(1):  # 256 rows, inside a fit; see Network._stuck
         for w, b in zip(coefs[:-1], intercepts[:-1]):
             a = 1 / (1 + np.exp(-(a @ w + b)))
             if a.shape[1] >= 2:

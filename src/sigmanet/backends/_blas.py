@@ -80,13 +80,16 @@ def blas_threads(n: int) -> Iterator[None]:
                 _applied = None
 
 
-# Multiply-adds below which sigmanet's own host-side products (predict on a numba network, the
-# saturation and stuck checks on 256 rows) run BLAS on one thread: about half a millisecond there,
+# Multiply-adds below which sigmanet's own host-side products inside a fit (the estimators'
+# validation predict after each epoch; the saturation and stuck checks, on 256 rows, after the fit
+# and so beside the next one) run BLAS on one thread: about half a millisecond there,
 # so a second thread saves little, while any multi-threaded OpenBLAS call leaves its worker threads
 # spinning for about 2**28 cycles (0.1 s) afterwards. A numba fit started inside that window shares
 # the cores with them: on a 2-core AMD EPYC, 3 of a fit's 20 calls took 4.5 ms instead of 0.45
 # (OpenBLAS's Haswell kernels, which thread these small products; its SkylakeX ones run them
-# on one thread anyway). docs/perf-notes.md, "Two thread pools".
+# on one thread anyway). docs/perf-notes.md, "Two thread pools". Only inside fits, never around a
+# public predict: a limit holds for the whole process while in force, so a caller's own BLAS calls
+# in other threads (and their threadpool_limits) would see one thread.
 ONE_THREAD_MACS = 1 << 23
 
 

@@ -340,15 +340,6 @@ class NumbaBackend(ReferenceBackend):
         """The compiled engine limits BLAS itself; predict runs NumPy's BLAS within ``threads``."""
         return super().limits()
 
-    def predict(self, weights, biases, X, output="sigmoid"):
-        """NumPy's predict; a small one (a validation set between epochs) on one BLAS thread, so that it
-        leaves no OpenBLAS thread spinning beside the next fit's own threads (``_blas.ONE_THREAD_MACS``)."""
-        from .._blas import one_thread_if_small
-
-        macs = X.shape[0] * sum(w.shape[0] * w.shape[1] for w in weights)
-        with one_thread_if_small(macs):
-            return super().predict(weights, biases, X, output)
-
     def _build(self, engine, weights, biases, X, y, config, sample_weight, optimizer) -> NumbaTrainer:
         _preload_scipy_blas()
         dt = np.dtype(weights[0].dtype)
