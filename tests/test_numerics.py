@@ -43,3 +43,21 @@ def test_training_on_extreme_inputs_emits_no_runtime_warning(backend):
         net.fit(X, y, iterations=20, report_every=5)
         out = net.predict(X)
     assert np.isfinite(out).all()
+
+
+def test_saturated_share_measures_each_wide_sigmoid_layer_and_needs_eight_rows(rng):
+    from sigmanet.numerics import saturated_share
+
+    X = rng.standard_normal((16, 3))
+    big = np.full((3, 4), 1e4)  # every first-layer unit pinned at 0 or 1 (X's rows have both signs)
+    small = rng.standard_normal((4, 2)) * 1e-3  # the second layer sits at 0.5: not saturated
+    assert saturated_share(X, [big, small], None, 1) == 1.0
+    assert saturated_share(X, [small[:3], big[:2]], None, 2) == 1.0  # the deeper layer counts too
+    assert saturated_share(X, [big, small], None, 0) == 0.0  # no layer asked for
+    assert saturated_share(X[:7], [big, small], None, 1) == 0.0  # too few rows to say
+    assert saturated_share(X, [big[:, :1]], None, 1) == 0.0  # one unit: never measured
+    half = np.hstack([big[:, :2], small[:3, :1].repeat(2, axis=1)])
+    assert saturated_share(X, [half], [np.zeros(4)], 1) == 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp's overflow on a pinned unit is silent
+        assert saturated_share(X * 1e3, [big], None, 1) == 1.0

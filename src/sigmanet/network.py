@@ -32,6 +32,7 @@ from ._plan import Stats, TrainConfig, rows_per_step
 from .backends import for_input, get_backend, on_stream
 from .backends._blas import blas_threads
 from .errors import DivergenceError, ModelFileError
+from .numerics import saturated_share
 from .optimizers import OptimizerState
 
 INITS = ("glorot", "legacy")
@@ -1037,16 +1038,11 @@ class Network:
         if is_sparse(head):
             head = head.toarray()
         a = be.to_host(be.to_device(head, self.dtype))
-        weights, biases = self._state.weights, self._state.biases
-        saturated = False
-        with np.errstate(over="ignore"):
-            for k in range(max(1, len(weights) - 1)):
-                if k == len(weights) - 1 and self.output != "sigmoid":
-                    break
-                z = a @ weights[k] + (0 if biases is None else biases[k])
-                a = 1 / (1 + np.exp(-z))
-                if a.shape[0] >= 8 and a.shape[1] >= 2:
-                    saturated |= bool(np.mean((a < 1e-6) | (a > 1 - 1e-6)) >= 0.99)
+        weights = self._state.weights
+        hidden = max(1, len(weights) - 1)  # a one-layer network's output is its only layer
+        if hidden == len(weights) and self.output != "sigmoid":
+            hidden = 0
+        saturated = saturated_share(a, weights, self._state.biases, hidden) >= 0.99
         return "saturated" if saturated else None if moved else "frozen"
 
     def _warn_if_stuck(self, hist: History, be: Any, Xs: Any) -> None:

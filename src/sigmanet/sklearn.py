@@ -60,6 +60,7 @@ from .backends._blas import blas_threads, one_thread_if_small
 from .embedding import loss_and_gradients
 from .errors import DivergenceError
 from .network import Network
+from .numerics import saturated_share
 
 __all__ = ["SigmaNetClassifier", "SigmaNetRegressor"]
 
@@ -69,7 +70,7 @@ _NET_LOSS = {"logistic": "bce", "softmax": "cross_entropy", "identity": "mse"}
 # Saturation, measured as Network's stuck check measures it (outputs within 1e-6 of 0 or 1, on the first
 # 256 rows, hidden layers of two or more units): the estimators warn from a quarter of a layer's outputs
 # (unscaled breast cancer: about half; the same data scaled: none), Network's own check at 99%.
-_SATURATED_SHARE, _SATURATED_WITHIN, _SATURATED_ROWS = 0.25, 1e-6, 256
+_SATURATED_SHARE, _SATURATED_ROWS = 0.25, 256
 
 
 # -- parameters: checked at fit, before anything is touched (never in __init__, as scikit-learn asks) --
@@ -951,19 +952,12 @@ def _run_network(net, p, X, Y, sw, out_activation, batch, n, n_batches, shuffle_
 
 
 def _saturation(coefs: list, intercepts: list, X: Any) -> float:
-    """The largest share of a hidden layer's outputs within 1e-6 of 0 or 1 on X's first 256 rows (Network's
-    measure: layers of two or more units, at least 8 rows; 0 when there is nothing to measure)."""
+    """The largest share of a hidden layer's outputs within 1e-6 of 0 or 1 on X's first 256 rows: the measure
+    :meth:`Network.diagnose` uses (:func:`~sigmanet.numerics.saturated_share`), here with a lower bar."""
     head = X[:_SATURATED_ROWS]
     a = head.toarray() if hasattr(head, "toarray") else np.asarray(head)
-    share = 0.0
-    if a.shape[0] < 8:
-        return share
-    with np.errstate(over="ignore"), blas_threads(1):  # 256 rows, inside a fit; see Network._stuck
-        for w, b in zip(coefs[:-1], intercepts[:-1]):
-            a = 1 / (1 + np.exp(-(a @ w + b)))
-            if a.shape[1] >= 2:
-                share = max(share, float(np.mean((a < _SATURATED_WITHIN) | (a > 1 - _SATURATED_WITHIN))))
-    return share
+    with blas_threads(1):  # 256 rows, inside a fit; see Network._stuck
+        return saturated_share(a, coefs, intercepts, len(coefs) - 1)
 
 
 def _r2(Y: np.ndarray, pred: np.ndarray, sw: np.ndarray | None) -> float:
