@@ -37,6 +37,18 @@ def test_demo_iterations_option(capsys):
     assert capsys.readouterr().out.count("Error:") == 3
 
 
+@pytest.mark.parametrize("iterations", [1, 2, 10001])
+def test_demo_prints_the_seeds_l2_its_last_forward_pass_before_the_last_update(capsys, iterations):
+    """Found by a review: the demo printed the output after the last update; the seed prints l2."""
+    assert main(["demo", "--backend", "numpy", "--iterations", str(iterations)]) == 0
+    out = capsys.readouterr().out
+    printed = out.split("Output After Training:\n")[1].split("\n\n")[0]
+    values = np.array([float(v) for v in printed.replace("[", " ").replace("]", " ").split()])
+    errors, _, l2 = seed_program(iterations)
+    assert np.allclose(values, l2.ravel(), rtol=0, atol=1e-8)  # as NumPy prints it: 8 decimals
+    assert out.count("Error:") == len(errors)
+
+
 def test_backends_lists_every_backend_with_status():
     r = run_cli("backends")
     assert r.returncode == 0
@@ -244,7 +256,7 @@ def test_plot_without_matplotlib_fails_before_training_and_loses_nothing(tmp_pat
     assert "--plot needs matplotlib" in capsys.readouterr().err and not trained
 
 
-def test_the_model_is_saved_before_the_plot_is_drawn(tmp_path, xor_csv, monkeypatch):
+def test_the_model_is_saved_before_the_plot_is_drawn(tmp_path, xor_csv, monkeypatch, capsys):
     import sigmanet.cli as cli
 
     model = tmp_path / "m.npz"
@@ -254,22 +266,10 @@ def test_the_model_is_saved_before_the_plot_is_drawn(tmp_path, xor_csv, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(cli, "write_error_plot", failing_plot)
-    with pytest.raises(OSError, match="disk full"):
-        main(
-            [
-                "train",
-                str(xor_csv),
-                "--target",
-                "label",
-                "--iterations",
-                "10",
-                "--save",
-                str(model),
-                "--plot",
-                str(tmp_path / "c.png"),
-                "--no-progress",
-            ]
-        )
+    argv = ["train", str(xor_csv), "--target", "label", "--iterations", "10", "--save", str(model)]
+    rc = main([*argv, "--plot", str(tmp_path / "c.png"), "--no-progress"])
+    assert rc == 2  # one line naming the fault, not a traceback
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "sigmanet train: error: disk full"
     assert sn.load(model).iteration == 10
 
 
@@ -454,7 +454,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path, xor_csv):
             ["train", "x.csv", "--learning-rate", "fast"],
             "argument --learning-rate: must be a positive number, got 'fast'",
         ),
-        (["demo", "--iterations", "lots"], "argument --iterations: must be a whole number of at least 1, got 'lots'"),
+        (["demo", "--iterations", "lots"], "argument --iterations: must be a whole number from 1 to 2**62, got 'lots'"),
         (["demo", "--backend", "gpu"], "argument --backend: invalid choice: 'gpu'"),
     ],
 )

@@ -4,6 +4,7 @@ Each test waits for an event (a line printed, a file appearing), never for a tim
 start a Python process per case are marked slow where they take more than about a second.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -315,3 +316,114 @@ def test_train_holds_a_million_rows_in_two_and_a_half_times_the_parsed_array(tmp
     # scaled copy of the inputs on top of the parsed array); what the reader alone peaks at dominates
     assert alone <= 2.0 and held_out <= 2.5, (alone, held_out)
     assert sn.load(tmp_path / "m.npz").input_range is not None
+
+
+@pytest.fixture
+def csv_table(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.random((60, 3))
+    path = tmp_path / "d.csv"
+    rows = [",".join([*map(str, r), str(int(r.sum() > 1.5))]) for r in X]
+    path.write_text("a,b,c,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _no_work(monkeypatch):
+    """The work the CLI would do, recorded: a refused command must record none."""
+    import sigmanet.bench
+    import sigmanet.io
+
+    work = []
+    read = sigmanet.io.read_columns
+    monkeypatch.setattr(sigmanet.io, "read_columns", lambda *a, **k: work.append("read") or read(*a, **k))
+    monkeypatch.setattr(sn.Network, "fit", lambda *a, **k: work.append("fit"))
+    monkeypatch.setattr(sigmanet.bench, "run", lambda *a, **k: work.append("bench"))
+    return work
+
+
+def test_an_output_path_that_is_one_of_the_inputs_is_refused_before_any_work(tmp_path, csv_table, capsys, monkeypatch):
+    """Found by a review: `--save data.csv` replaced the table with the model, `predict --out m.npz`
+    replaced the model with CSV text, each with exit status 0."""
+    model = tmp_path / "m.npz"
+    assert main(["train", str(csv_table), "--target", "label", "--iterations", "5", "--save", str(model)]) == 0
+    before = {p: p.read_bytes() for p in (csv_table, model)}
+    work = _no_work(monkeypatch)
+    cases = [
+        ["train", str(csv_table), "--target", "label", "--save", str(csv_table)],
+        ["train", str(csv_table), "--target", "label", "--plot", str(csv_table)],
+        ["train", str(csv_table), "--target", "label", "--resume", str(model), "--plot", str(model)],
+        ["predict", str(model), str(csv_table), "--out", str(model)],
+        ["predict", str(model), str(csv_table), "--out", str(csv_table)],
+    ]
+    for argv in cases:
+        capsys.readouterr()
+        assert main([*argv, "--no-progress"] if argv[0] == "train" else argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "is the input" in err and "would destroy it" in err and "Traceback" not in err, argv
+    assert not work
+    assert {p: p.read_bytes() for p in before} == before
+    # continuing a model into its own file is what --resume with --save is for
+    argv = ["train", str(csv_table), "--target", "label", "--iterations", "5", "--no-progress"]
+    monkeypatch.undo()
+    assert main([*argv, "--resume", str(model), "--save", str(model)]) == 0
+    assert sn.load(model).iteration == 10
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["bench", "--quick", "--out", "{file}"], "is a file; it names the folder"),
+        (["bench", "--quick", "--out", "{file}/sub"], "is a file, not a folder"),
+        (["bench", "--quick", "--out", ""], "--out needs a path"),
+        (["predict", "{model}", "{data}", "--out", "{file}/x.csv"], "is a file, not a folder"),
+        (["predict", "{model}", "{data}", "--out", "{tmp}/no/x.csv"], "does not exist"),
+        (["predict", "{model}", "{data}", "--out", "{tmp}"], "is a folder; give a file name"),
+        (["train", "{data}", "--target", "label", "--plot", "{file}/p.png"], "is a file, not a folder"),
+        (["train", "{data}", "--target", "label", "--plot", "{tmp}/p.txt"], "matplotlib cannot write .txt"),
+    ],
+)
+def test_output_paths_that_cannot_be_written_are_refused_before_any_work(
+    tmp_path, csv_table, capsys, monkeypatch, argv, message
+):
+    """Found by a review: `bench --out FILE` ran the whole benchmark, then lost it to a traceback."""
+    if "--plot" in argv:
+        pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the docs extra)")
+    model = tmp_path / "m.npz"
+    sn.Network([3, 4, 1], seed=0).save(model)
+    (tmp_path / "afile").write_text("not a folder")
+    names = dict(file=tmp_path / "afile", model=model, data=csv_table, tmp=tmp_path)
+    work = _no_work(monkeypatch)
+    capsys.readouterr()
+    assert main([a.format(**names) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert work in ([], ["read"]) and "fit" not in work and "bench" not in work
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--seed", "-1"], "argument --seed: must be a whole number from 0"),
+        (["--iterations", "5000000000000000000000"], "argument --iterations: must be a whole number from 1 to 2**62"),
+        (["--hidden", "16,,8"], "argument --hidden: expected sizes"),
+        (["--batch-size", "1000"], "--batch-size 1000 exceeds the 60 training rows"),
+        (["--class-weight", "balanced", "--task", "regression"], "cannot be used with --task regression"),
+    ],
+)
+def test_train_options_are_refused_by_their_option_names(csv_table, capsys, monkeypatch, extra, message):
+    """Found by a review: these came back in Python's names (batch_size=1000, seed must be ...), or, for
+    --hidden 16,,8, not at all (read as 16,8)."""
+    work = _no_work(monkeypatch)
+    argv = ["train", str(csv_table), "--target", "label", "--no-progress", *extra]
+    with pytest.raises(SystemExit) if message.startswith("argument") else contextlib.nullcontext():
+        assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert "fit" not in work
+
+
+def test_a_target_for_an_npz_is_refused_not_ignored(tmp_path, capsys):
+    path = tmp_path / "xy.npz"
+    np.savez(path, X=np.random.default_rng(0).random((20, 3)), y=np.arange(20) % 2)
+    assert main(["train", str(path), "--target", "0", "--no-progress"]) == 2
+    assert "--target picks columns of a table" in capsys.readouterr().err

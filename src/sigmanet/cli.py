@@ -42,17 +42,33 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     Network([3, 4, 1], backend=name, dtype=args.dtype, seed=1, init="legacy").fit(X, y, iterations=2, report_every=1)
     compile_s = time.perf_counter() - t0
+
+    def report(iteration, error):
+        print(f"Error:{error}")
+
+    # The seed prints l2, its last iteration's forward pass (before that iteration's update): train all
+    # but the last iteration, keep that output, then take the last update (DESIGN.md, "The seed program").
     t0 = time.perf_counter()
-    hist = net.fit(X, y, iterations=args.iterations, report_every=10000, callback=lambda it, err: print(f"Error:{err}"))
+    first = (
+        net.fit(X, y, iterations=args.iterations - 1, report_every=10000, callback=report)
+        if args.iterations > 1
+        else None
+    )
     run_s = time.perf_counter() - t0
-    _print_demo_output(net.predict(X))
+    l2 = net.predict(X)
+    t0 = time.perf_counter()
+    last_is_reported = (args.iterations - 1) % 10000 == 0  # the seed reports iterations 0, 10000, ...
+    last = net.fit(X, y, iterations=1, report_every=1, callback=report if last_is_reported else None)
+    run_s += time.perf_counter() - t0
+    _print_demo_output(l2)
     per_it = run_s / args.iterations * 1e6
     print(f"\nbackend: {name} ({net.device}), dtype {args.dtype}")
     print(
         f"trained {args.iterations} iterations in {run_s * 1e3:.1f} ms ({per_it:.3f} us/iteration); "
         f"compile/warm-up {compile_s * 1e3:.0f} ms, not included"
     )
-    return 0 if np.isfinite(hist.errors).all() else 1
+    errors = [*(first.errors if first is not None else []), *last.errors]
+    return 0 if np.isfinite(errors).all() and np.isfinite(l2).all() else 1
 
 
 def cmd_backends(args) -> int:
@@ -75,6 +91,8 @@ def cmd_bench(args) -> int:
     from . import bench
     from .backends import available_backends, resolve
 
+    out = "bench-out" if args.out is None else args.out
+    _check_output("--out", out, folder=True)  # before the benchmark: its results must have somewhere to go
     backends = [resolve(b) for b in args.backends] if args.backends else available_backends()
     sizes = args.sizes or (bench.QUICK_SIZES if args.quick else bench.DEFAULT_SIZES)
     min_seconds = args.seconds or (0.15 if args.quick else 0.6)
@@ -86,7 +104,6 @@ def cmd_bench(args) -> int:
     if chart_problem:
         print(f"skipping throughput.png: {chart_problem}")
     layers_note = "-".join(map(str, args.layers)) if args.layers else "3-4-1 at 4 rows, 64-256-16 above"
-    out = args.out or "bench-out"
     if args.out is None:
         print(f"writing results.json and throughput.png to {os.path.abspath(out)} (--out chooses the folder)")
     print(f"benchmarking {backends} (peers: {usable or 'none'}) on {sizes} rows, {args.dtype}, layers {layers_note}")
@@ -327,14 +344,19 @@ def _unfold(weights, biases, scale, shift):
 def cmd_train(args) -> int:
     if args.patience is not None and not args.validation_fraction:
         raise ValueError("--patience needs --validation-fraction: early stopping watches the held-out error")
+    if args.class_weight and args.task == "regression":
+        raise ValueError("--class-weight weighs classes; it cannot be used with --task regression")
     if args.checkpoint_every is not None and not args.save:
         raise ValueError("--checkpoint-every needs --save: the checkpoints are written there")
     if args.save:  # before any work: a model that cannot be saved must not cost the training
         from .checkpoint import check_writable
 
         check_writable(args.save)
+        _check_output("--save", args.save, [args.data])  # --resume's own file may be overwritten: that continues it
     if args.plot:
-        _matplotlib()  # likewise a missing plotter
+        _matplotlib()  # likewise a missing plotter, a plot path that cannot be written, or a format it lacks
+        _check_output("--plot", args.plot, [args.data, args.resume, args.save])
+        _check_plot_format(args.plot)
     with _StopSignals() as guard, _dask_client(args):
         return _train(_Run(args, guard))
 
@@ -659,6 +681,12 @@ def _fit(run: _Run, net, X, y, X_held, y_held):
     iterations = args.iterations or TRAIN_DEFAULTS["iterations"]
     options = run.options = _fit_options(run, net)
     validating = X_held is not None
+    batch = options.get("batch_size", net.fit_options.get("batch_size"))
+    rows = X.shape[0]
+    if isinstance(batch, int) and isinstance(rows, int) and batch > rows:
+        held = " (the rest are held out)" if validating else ""
+        given = "--batch-size" if "batch_size" in options else "the resumed model's batch size"
+        raise ValueError(f"{given} {batch} exceeds the {rows} training rows{held}; use --batch-size full or fewer rows")
     if args.patience is not None:
         run.patience = Patience(stop_after=args.patience, tol=1e-4 if args.tol is None else args.tol)
     curve: dict[str, list[tuple[int, Any]]] = {"training rows": []}
@@ -961,6 +989,57 @@ def predicted_classes(out, target_names):
     return "class", (out[:, 0] > 0.5).astype(np.int64).tolist()
 
 
+def _inputs_named(paths) -> list[str]:
+    """The existing files the given input paths (or globs of them) name."""
+    import glob
+
+    found = []
+    for given in paths:
+        if given:
+            found += glob.glob(given) if any(ch in given for ch in "*?[") else [given]
+    return [f for f in found if os.path.exists(f)]
+
+
+def _check_output(flag: str, path: str, inputs=(), folder: bool = False) -> None:
+    """Before any work: ``path`` (a file, or with ``folder`` a folder to create) can be written, and is
+    none of ``inputs`` (writing it would destroy what the command reads)."""
+    if not path:
+        raise ValueError(f"{flag} needs a path, got an empty one")
+    for given in _inputs_named(inputs):
+        if os.path.exists(path) and os.path.samefile(given, path):
+            raise ValueError(
+                f"{flag} {path!r} is the input {given!r}: writing it would destroy it; choose another path"
+            )
+    if folder:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(f"{flag} {path!r} is a file; it names the folder the results are written to")
+        parent = os.path.abspath(path)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise NotADirectoryError(f"{flag} {path!r}: {parent!r} is a file, not a folder")
+    else:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{flag} {path!r} is a folder; give a file name")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.exists(parent):
+            raise FileNotFoundError(f"{flag} {path!r}: folder {os.path.dirname(path)!r} does not exist")
+        if not os.path.isdir(parent):
+            raise NotADirectoryError(f"{flag} {path!r}: {os.path.dirname(path)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {path!r}: folder {parent!r} is not writable")
+
+
+def _check_plot_format(path: str) -> None:
+    """The plot's format (its suffix; PNG without one) is one matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise ValueError(f"--plot {path!r}: matplotlib cannot write .{suffix} files; use one of {sorted(formats)}")
+
+
 def cmd_predict(args) -> int:
     import csv
 
@@ -969,6 +1048,8 @@ def cmd_predict(args) -> int:
     from . import load
     from .io import column_names, read_columns
 
+    if args.out:
+        _check_output("--out", args.out, [args.model, args.data])
     net = load(args.model, backend=args.backend)
     names = column_names(args.data)  # None for .npy and .npz: columns by position
     inputs = None
@@ -1009,7 +1090,10 @@ def cmd_predict(args) -> int:
 def _csv_list(kind, what):
     def parse(text):
         try:
-            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+            items = [x.strip() for x in text.split(",")]
+            if not all(items):
+                raise ValueError("an empty item")
+            return [kind(x) for x in items]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
@@ -1063,8 +1147,18 @@ def _positive_int(text):
         n = int(text)
     except ValueError:
         n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    if not 1 <= n <= 1 << 62:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 2**62, got {text!r}")
+    return n
+
+
+def _non_negative_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n < 1 << 63:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**63 - 1, got {text!r}")
     return n
 
 
@@ -1205,7 +1299,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--backend", default="auto", choices=backend_choices, help=backend_help)
     model.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
-    model.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the held-out rows")
+    model.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seeds the initial weights and the held-out rows"
+    )
     fit = train.add_argument_group(
         "training (each as Network.fit takes it; a resumed model goes on with its own unless given)"
     )
@@ -1396,6 +1492,9 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as e:  # a file the command could not read or write (a full disk, a path through a file)
+        print(f"sigmanet {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

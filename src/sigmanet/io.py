@@ -45,7 +45,7 @@ def read_table(path, target=None, inputs=None, exclude=None):
         nothing is read until it is used.
     target : list of str, optional
         CSV: names of the target columns. .npy: column indices (e.g.
-        ``["-1"]``). .npz: ignored (``y`` is the target). None: no target
+        ``["-1"]``). .npz: refused (its ``y`` is the target). None: no target
         (prediction).
     inputs : list of str, optional
         The input columns (CSV names or .npy indices); default: every column
@@ -85,6 +85,11 @@ def read_columns(path, target=None, inputs=None, exclude=None, keep=None) -> Tab
     if lower.endswith(".npz"):
         if keep:
             raise ValueError(f"--keep needs named columns; {path!r} is a .npz (X and y only)")
+        if target or inputs or exclude:
+            given = "--target" if target else "--inputs" if inputs else "--exclude"
+            raise ValueError(
+                f"{given} picks columns of a table; {path!r} is a .npz, whose X and y are the inputs and target"
+            )
         X, y, names, tnames = _read_npz(path, target)
         return Table(X, y, names, tnames)
     if lower.endswith(".npy"):
