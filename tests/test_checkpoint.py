@@ -227,3 +227,36 @@ def test_a_writer_killed_mid_write_never_corrupts_the_previous_file(tmp_path, rn
     # leftovers are temporary files only, never a damaged model under the real name
     for p in tmp_path.iterdir():
         assert p.name == "m.npz" or p.name.startswith(".m.npz.")
+
+
+def test_a_loaded_model_keeps_its_class_weight_as_class_indices(tmp_path):
+    """Found by a review: the JSON header turned {1: 3.0} into {'1': 3.0}, and the loaded model's
+    loss_and_gradients then refused its own stored option."""
+    net = sn.Network([3, 4, 1], backend="numpy", seed=1)
+    net.fit(X, Y, iterations=10, class_weight={1: 3.0})
+    net.save(tmp_path / "cw.npz")
+    loaded = sn.load(tmp_path / "cw.npz", backend="numpy")
+    assert loaded.fit_options["class_weight"] == {1: 3.0} == net.fit_options["class_weight"]
+    loss, gw, _ = loaded.loss_and_gradients(X, Y)
+    want, gw_want, _ = net.loss_and_gradients(X, Y)
+    assert loss == want and all(np.array_equal(a, b) for a, b in zip(gw, gw_want, strict=True))
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(threads=0), ValueError, "threads must be at least 1"),
+        (dict(threads=1.5), TypeError, "threads must be an integer"),
+        (dict(threads=True), TypeError, "threads must be an integer"),
+        (dict(backend=None), TypeError, "backend must be a string"),
+        (dict(backend="gpu"), sn.BackendUnavailableError, "unknown backend 'gpu'"),
+    ],
+)
+def test_bad_load_arguments_are_the_callers_fault_not_the_files(tmp_path, kwargs, exc, match):
+    """Found by a review: load(path, threads=0) said the *file* had an inconsistent model."""
+    sn.Network([3, 4, 1], seed=1).save(tmp_path / "m.npz")
+    with pytest.raises(exc, match=match) as caught:
+        sn.load(tmp_path / "m.npz", **kwargs)
+    assert not isinstance(caught.value, sn.ModelFileError)
+    with pytest.raises(exc, match=match):  # checked before the file is read
+        sn.load(tmp_path / "missing.npz", **kwargs)

@@ -12,6 +12,7 @@
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -253,6 +254,23 @@ def test_compiled_predict_refuses_wrong_shapes_and_options(rng):
         net.compiled_predict(threads=2)
 
 
+def test_compiled_predict_refuses_integer_or_read_only_outputs_and_lists_saying_so(rng):
+    """Found by a review: an int64 out was filled with truncated probabilities (0 for 0.098), and a list
+    or a read-only out failed deep inside numba's typing without saying which argument."""
+    net, X = _trained(rng)
+    read_only = np.empty(2)
+    read_only.flags.writeable = False
+    for f in (net.compiled_predict(), net.compiled_predict(scratch=True)):
+        extra = () if f.py_func.__code__.co_argcount == 2 else (np.empty(64),)
+        for x, out, message in (
+            (X[0], np.empty(2, np.int64), "out must be a NumPy array of floats, got array(int64"),
+            (list(X[0]), np.empty(2), "x must be a NumPy array of floats, got reflected list"),
+            (X[0], read_only, "out must be writable, got readonly array"),
+        ):
+            with pytest.raises(numba.core.errors.TypingError, match=re.escape(f"compiled_predict's f: {message}")):
+                f(x, out, *extra)
+
+
 # -- the CUDA leg ------------------------------------------------------------------------------
 
 
@@ -486,6 +504,26 @@ def test_loss_and_gradients_refuses_bad_weights_before_any_work(rng):
         sn.loss_and_gradients(ws, bs[:1], X, y)
     with pytest.raises(ValueError, match="reduction"):
         sn.loss_and_gradients(ws, bs, X, y, reduction="avg")
+    # found by a review: these were accepted (NaN loss, a dropped imaginary part, strings parsed as numbers)
+    cases = [
+        ([ws[0] * np.nan, ws[1]], None, ValueError, r"weights\[0\] must be finite real numbers"),
+        (
+            [ws[0], ws[1].astype(complex)],
+            None,
+            ValueError,
+            r"weights\[1\] must be finite real numbers, got dtype complex",
+        ),
+        ([ws[0].astype(str), ws[1]], None, ValueError, r"weights\[0\] must be finite real numbers, got dtype <U"),
+        ([ws[0].astype(np.float16), ws[1]], None, ValueError, r"weights\[0\] has dtype float16"),
+        (ws, [bs[0], bs[1] * np.inf], ValueError, r"biases\[1\] must be finite real numbers"),
+        (None, None, TypeError, "weights must be a sequence of 2-D arrays"),
+        (ws, 5, TypeError, "biases must be a sequence of 1-D arrays, or None"),
+    ]
+    for weights, biases, exc, match in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # refused, not warned about
+            with pytest.raises(exc, match=match):
+                sn.loss_and_gradients(weights, biases, X, y)
 
 
 # -- arrays from any library (DLPack) ----------------------------------------------------------

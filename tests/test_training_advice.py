@@ -1,5 +1,6 @@
 """Where a fit would quietly go nowhere, the library helps: opt-in input scaling, and a warning when stuck."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -131,3 +132,20 @@ def test_on_report_sees_each_report_with_the_loss_in_its_two_parts_and_can_stop_
     assert plain.penalties == [0.0]
     with pytest.raises(TypeError, match="on_report"):
         net.fit(X, y, iterations=1, on_report="yes")
+
+
+def test_sigmanets_warnings_point_at_the_callers_line():
+    """Found by a review: a fixed stacklevel put the StuckWarning at a line inside network.py, so
+    ``filterwarnings(module=...)`` on the caller's module could not reach it."""
+    from sigmanet.sklearn import SigmaNetClassifier
+
+    X, y = unscaled_table()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sn.Network([20, 8, 1], backend="numpy", seed=0).fit(X, y, iterations=200, report_every=50)
+        line = sys._getframe().f_lineno - 1
+        SigmaNetClassifier(max_iter=3, backend="numpy").fit(X, y.ravel())
+    stuck = [w for w in caught if issubclass(w.category, sn.StuckWarning)]
+    assert stuck and all(w.filename == __file__ for w in caught)
+    assert stuck[0].lineno == line
+    assert {w.lineno for w in caught} >= {line, line + 2}  # the estimator's ConvergenceWarning too

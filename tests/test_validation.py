@@ -38,6 +38,8 @@ def trained():
         ([3, True], TypeError, r"layers\[1\]"),
         ("341", TypeError, "layers must be a sequence"),
         (5, TypeError, "layers must be a sequence"),
+        ({3, 4, 1}, TypeError, "layers must be an ordered sequence.*got a set"),  # would iterate as 1, 3, 4
+        ({3: 0, 4: 0, 1: 0}, TypeError, "layers must be an ordered sequence.*got a dict"),
     ],
 )
 def test_invalid_layer_sizes(layers, exc, match):
@@ -185,3 +187,89 @@ def test_weights_are_copies(trained):
     w = trained.weights
     w[0][:] = 123
     assert not np.array_equal(trained.weights[0], w[0])
+
+
+def test_layers_too_large_for_this_machine_say_so_naming_the_layers(monkeypatch):
+    import sigmanet.network
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 74.5 GiB")
+
+    monkeypatch.setattr(sigmanet.network, "init_weights", no_memory)
+    with pytest.raises(MemoryError, match=r"layers \[100000, 100000, 10\] need 10,001,000,000 weights \(74.5 GiB"):
+        sn.Network([100000, 100000, 10])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_float64_values_beyond_float32s_range_are_refused_for_a_float32_network(backend):
+    """Found by a review: X * 1e39 (finite in float64) trained into a DivergenceError blaming the learning
+    rate, and predicted NaN without a word; cast to float32 the values were infinite."""
+    import scipy.sparse
+
+    net = sn.Network([3, 4, 1], backend=backend, seed=1, dtype="float32")
+    snap = snapshot(net)
+    big = X * 1e39
+    for call in (
+        lambda: net.fit(big, Y, iterations=5),
+        lambda: net.predict(big),
+        lambda: net.error(big, Y),
+        lambda: net.predict(scipy.sparse.csr_matrix(big)),
+        lambda: net.fit(X, Y, iterations=5, sample_weight=np.full(4, 1e39)),
+        lambda: sn.loss_and_gradients(net.weights, None, big, Y, backend=backend),
+    ):
+        with pytest.raises(ValueError, match="beyond float32's range .* the network's dtype"):
+            call()
+    assert_unchanged(net, snap)
+    with pytest.raises(ValueError, match=r"X holds values beyond .*\(the first at row 0, column 2\)"):
+        net.predict(np.where(np.arange(3) == 2, 1e39, 0.5) * np.ones((4, 1)))
+    # the same values on a float64 network, and float32's own largest, are fine
+    assert np.isfinite(sn.Network([3, 4, 1], backend=backend, seed=1).predict(big)).all()
+    assert np.isfinite(net.predict(np.full((2, 3), np.finfo(np.float32).max, np.float64))).all()
+
+
+def test_set_weights_refuses_values_beyond_the_networks_dtype(tmp_path):
+    """Found by a review: float64 weights * 1e300 on a float32 network were stored as inf, and the model
+    file they saved could not be loaded."""
+    net = sn.Network([3, 4, 1], backend="numpy", seed=1, dtype="float32", bias=True)
+    snap = snapshot(net)
+    with pytest.raises(ValueError, match=r"weights\[0\] must be finite real numbers \(values beyond float32's"):
+        net.set_weights([net.weights[0].astype(float) * 1e300, net.weights[1]], net.biases)
+    with pytest.raises(ValueError, match=r"biases\[1\] must be 1 finite real numbers \(values beyond"):
+        net.set_weights(net.weights, [net.biases[0], np.array([1e300])])
+    with pytest.raises(ValueError, match=r"weights\[1\] must be finite real numbers, got dtype <U"):
+        net.set_weights([net.weights[0], net.weights[1].astype(str)], net.biases)
+    assert_unchanged(net, snap)
+    net.save(tmp_path / "m.npz")
+    assert np.array_equal(sn.load(tmp_path / "m.npz").weights[0], net.weights[0])
+
+
+@pytest.mark.parametrize(
+    "lo,hi,exc,match",
+    [
+        (np.zeros(3), None, TypeError, "needs both its minima and its maxima"),
+        (None, np.ones(3), TypeError, "needs both its minima and its maxima"),
+        (["a", "b", "c"], [1, 2, 3], TypeError, "the input range's minima must be 3 real numbers"),
+        (np.zeros(3), np.ones(2), ValueError, "needs 3 minima and maxima"),
+        (np.ones(3), np.zeros(3), ValueError, r"max >= min in every column; input column\(s\) \[0, 1, 2\]"),
+    ],
+)
+def test_set_input_range_names_what_is_wrong(trained, lo, hi, exc, match):
+    snap = snapshot(trained)
+    with pytest.raises(exc, match=match):
+        trained.set_input_range(lo, hi)
+    assert_unchanged(trained, snap)
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "Float64", "float64[pyarrow]"])
+def test_pandas_frames_of_nullable_or_arrow_numbers_are_numbers(dtype):
+    """Found by a review: a frame of several such columns was refused as 'dtype object'."""
+    pd = pytest.importorskip("pandas")
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    net = sn.Network([3, 4, 1], backend="numpy", seed=0)
+    values = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float64)
+    frame = pd.DataFrame(values, columns=["a", "b", "c"]).astype(dtype)
+    assert np.array_equal(net.predict(frame), net.predict(values))
+    frame.loc[1, "b"] = None  # a missing value is refused as NaN, where it is
+    with pytest.raises(ValueError, match="NaN or infinite values, the first at row 1, column 1"):
+        net.predict(frame)

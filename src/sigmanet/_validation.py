@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from collections.abc import Mapping
+from collections.abc import Set as AbcSet
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,10 @@ MAX_PARAMETERS = 1 << 36
 def check_layers(layers: Any) -> tuple[int, ...]:
     if layers is None or isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
         raise TypeError(f"layers must be a sequence of layer sizes such as [3, 4, 1], got {layers!r}")
+    if isinstance(layers, (AbcSet, Mapping)):  # no order of their own: {3, 4, 1} iterates as 1, 3, 4
+        raise TypeError(
+            f"layers must be an ordered sequence of layer sizes such as [3, 4, 1], got a {type(layers).__name__}"
+        )
     sizes = []
     for i, n in enumerate(layers):
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
@@ -56,6 +62,42 @@ def check_dtype(dtype: Any) -> np.dtype:
     if dt is None or dt.name not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     return dt
+
+
+def check_parameter(name: str, a: np.ndarray, dtype: Any, what: str = "finite real numbers") -> np.ndarray:
+    """A weight, bias or optimizer slot (a host array) as ``dtype``: real, and finite once cast (a float64
+    value beyond float32's range would be infinite there, and a model file holding it could not be loaded)."""
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be {what}, got dtype {a.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = a.astype(dtype)
+    if not np.isfinite(cast).all():
+        beyond = bool(np.isfinite(a).all())
+        why = f" (values beyond {np.dtype(dtype).name}'s range, the network's dtype)" if beyond else ""
+        raise ValueError(f"{name} must be {what}{why}")
+    return cast
+
+
+def check_input_range(lo: Any, hi: Any, n_inputs: int, name: str = "the input range") -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` as ``n_inputs`` finite float64 minima and maxima with ``hi >= lo`` in every column."""
+    pair = []
+    for part, a in (("minima", lo), ("maxima", hi)):
+        if a is None:
+            raise TypeError(f"{name} needs both its minima and its maxima (or None for both), got None {part}")
+        try:
+            pair.append(np.asarray(a, np.float64).reshape(-1))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}'s {part} must be {n_inputs} real numbers, got {a!r} ({e})") from None
+    lo, hi = pair
+    if lo.shape != (n_inputs,) or hi.shape != (n_inputs,):
+        raise ValueError(f"{name} needs {n_inputs} minima and maxima, got {lo.shape} and {hi.shape}")
+    bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)) | (hi < lo))
+    if bad.size:
+        raise ValueError(
+            f"{name} must be finite with max >= min in every column; "
+            f"input column(s) {bad.tolist()} are not (min {lo[bad].tolist()}, max {hi[bad].tolist()})"
+        )
+    return lo, hi
 
 
 def check_choice(name: str, value: Any, choices: Any) -> Any:
@@ -165,15 +207,16 @@ def _frame_problem(name: str, a: Any) -> str | None:
     )
 
 
-def _as_numeric_2d(name: str, a: Any, n_cols: int, allow_1d_column: bool) -> Any:
-    """Return ``a`` as a 2-D array of its own module, checked for kind and values."""
+def _as_numeric_2d(name: str, a: Any, n_cols: int, allow_1d_column: bool, dtype: Any = None) -> Any:
+    """Return ``a`` as a 2-D array of its own module, checked for kind and values (finite, and finite once
+    cast to ``dtype``, the model's, where that is given)."""
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a NumPy masked array: sigmanet would train on the values under the mask. Fill them "
             f"({name}.filled(value)) or drop the masked rows first"
         )
     if is_sparse(a):
-        return _sparse_2d(name, a, n_cols)
+        return _sparse_2d(name, a, n_cols, dtype)
     xp = array_namespace(a)
     if xp is np:
         if isinstance(a, (str, bytes)):
@@ -185,6 +228,10 @@ def _as_numeric_2d(name: str, a: Any, n_cols: int, allow_1d_column: bool) -> Any
             arr = np.asarray(a)
         except (ValueError, TypeError) as e:  # ragged nested lists
             raise ValueError(f"{name} could not be read as an array: {e}") from None
+        if arr.dtype == object and hasattr(a, "dtypes") and hasattr(a, "to_numpy"):
+            # numeric columns of pandas' nullable or pyarrow dtypes (Int64, Float64, float64[pyarrow]): a frame
+            # of several comes out of np.asarray as objects; missing values become NaN, refused below
+            arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         arr = a
     kind = arr.dtype.kind
@@ -206,11 +253,11 @@ def _as_numeric_2d(name: str, a: Any, n_cols: int, allow_1d_column: bool) -> Any
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows")
     if kind == "f":
-        _check_finite(name, arr, xp)
+        _check_finite(name, arr, xp, dtype)
     return arr
 
 
-def _sparse_2d(name: str, a: Any, n_cols: int) -> Any:
+def _sparse_2d(name: str, a: Any, n_cols: int, dtype: Any = None) -> Any:
     """A sparse matrix checked like a dense one (its stored values), as CSR (rows are what batches slice)."""
     if a.ndim != 2 or a.shape[1] != n_cols:
         raise ValueError(f"{name} has shape {a.shape}, but the network takes {n_cols} inputs per row")
@@ -222,6 +269,9 @@ def _sparse_2d(name: str, a: Any, n_cols: int) -> Any:
     xp = array_namespace(a)
     if a.dtype.kind == "f" and not bool(xp.isfinite(a.data).all()):
         raise ValueError(f"{name} holds NaN or infinite stored values; remove or impute them first")
+    limit = _range_limit(a.dtype, dtype)
+    if limit is not None and a.nnz and float(xp.max(xp.abs(a.data))) > limit:
+        raise ValueError(f"{name} {_beyond(dtype, limit)}")
     return a
 
 
@@ -229,9 +279,27 @@ def _sparse_2d(name: str, a: Any, n_cols: int) -> Any:
 _FINITE_BLOCK_BYTES = 1 << 22
 
 
-def _check_finite(name: str, arr: Any, xp: Any) -> None:
-    """Raise if ``arr`` holds NaN or inf, looking at one block of rows at a time (no full-size temporary)."""
+def _range_limit(have: Any, dtype: Any) -> float | None:
+    """The largest magnitude a ``have`` float array can hold that stays finite cast to ``dtype``, or None
+    where every finite value does (the same or a wider float, or no dtype given)."""
+    if dtype is None or np.dtype(dtype).kind != "f" or np.dtype(have).kind != "f":
+        return None
+    limit = float(np.finfo(dtype).max)
+    return limit if limit < float(np.finfo(have).max) else None
+
+
+def _beyond(dtype: Any, limit: float) -> str:
+    return (
+        f"holds values beyond {np.dtype(dtype).name}'s range (magnitude above {limit:.6g}), the network's dtype: "
+        f"cast to it they would be infinite. Rescale them, or use dtype='float64'"
+    )
+
+
+def _check_finite(name: str, arr: Any, xp: Any, dtype: Any = None) -> None:
+    """Raise if ``arr`` holds NaN or inf, or values that ``dtype`` cannot hold, looking at one block of rows
+    at a time (no full-size temporary)."""
     step = max(1, _FINITE_BLOCK_BYTES // max(1, arr.shape[1] * arr.dtype.itemsize))
+    limit = _range_limit(arr.dtype, dtype)
     for r0 in range(0, arr.shape[0], step):
         block = arr[r0 : r0 + step]
         if not bool(xp.isfinite(block).all()):
@@ -239,6 +307,11 @@ def _check_finite(name: str, arr: Any, xp: Any) -> None:
             raise ValueError(
                 f"{name} holds NaN or infinite values, the first at row {r0 + int(rows[0])}, column "
                 f"{int(cols[0])}; remove or impute them first"
+            )
+        if limit is not None and float(xp.max(xp.abs(block))) > limit:
+            rows, cols = xp.nonzero(xp.abs(block) > limit)
+            raise ValueError(
+                f"{name} {_beyond(dtype, limit)} (the first at row {r0 + int(rows[0])}, column {int(cols[0])})"
             )
 
 
@@ -261,14 +334,15 @@ def _shape_problem(name: str, arr: Any, n_cols: int) -> str:
     return f"must be 2-D (rows x columns) with {n_cols} columns: {want}; {got}"
 
 
-def check_inputs(X: Any, n_inputs: int) -> Any:
-    """X for predict/fit: 2-D, numeric, finite, ``n_inputs`` columns (dense, or sparse as CSR)."""
-    return _as_numeric_2d("X", X, n_inputs, allow_1d_column=True)
+def check_inputs(X: Any, n_inputs: int, dtype: Any = None) -> Any:
+    """X for predict/fit: 2-D, numeric, finite (also cast to ``dtype``), ``n_inputs`` columns (dense, or
+    sparse as CSR)."""
+    return _as_numeric_2d("X", X, n_inputs, allow_1d_column=True, dtype=dtype)
 
 
-def check_targets(y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid") -> Any:
+def check_targets(y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid", dtype: Any = None) -> Any:
     """y for fit: like X, with values the output layer can reach (in [0, 1] for sigmoid and softmax)."""
-    arr = _as_numeric_2d("y", y, n_outputs, allow_1d_column=True)
+    arr = _as_numeric_2d("y", y, n_outputs, allow_1d_column=True, dtype=dtype)
     if is_sparse(arr):
         raise TypeError("y must be a dense array; sparse targets are not supported (call y.toarray())")
     if arr.shape[0] != n_rows:
@@ -294,8 +368,9 @@ def check_targets(y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid") 
     return arr
 
 
-def check_sample_weight(sample_weight: Any, n_rows: int) -> Any:
-    """Per-row weights: 1-D, ``n_rows`` long, finite, at least 0, not all 0; as an array of their library."""
+def check_sample_weight(sample_weight: Any, n_rows: int, dtype: Any = None) -> Any:
+    """Per-row weights: 1-D, ``n_rows`` long, finite (also cast to ``dtype``), at least 0, not all 0; as an
+    array of their library."""
     xp = array_namespace(sample_weight)
     sw = xp.asarray(sample_weight) if xp is not np else np.asarray(sample_weight)
     if sw.dtype.kind not in "biuf":
@@ -306,6 +381,9 @@ def check_sample_weight(sample_weight: Any, n_rows: int) -> Any:
         raise ValueError(f"sample_weight must hold one weight per row of X ({n_rows}), got shape {sw.shape}")
     if not bool(xp.isfinite(sw).all()):
         raise ValueError("sample_weight holds NaN or infinite values")
+    limit = _range_limit(sw.dtype, dtype)
+    if limit is not None and float(xp.max(xp.abs(sw))) > limit:
+        raise ValueError(f"sample_weight {_beyond(dtype, limit)}")
     if bool((sw < 0).any()):
         raise ValueError(f"sample_weight must be at least 0, got a minimum of {float(sw.min()):g}")
     if not bool((sw > 0).any()):

@@ -26,6 +26,7 @@ finite differences.
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import types
 from collections.abc import Callable, Sequence
@@ -92,6 +93,8 @@ def loss_and_gradients(
     ValueError, TypeError
         For inconsistent shapes, bad data or options, before any work.
     """
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise TypeError(f"weights must be a sequence of 2-D arrays (n_k, n_{{k+1}}), got {type(weights).__name__}")
     ws = [_host(f"weights[{k}]", w) for k, w in enumerate(weights)]
     if not ws or any(w.ndim != 2 for w in ws):
         raise ValueError("weights must be a non-empty sequence of 2-D arrays (n_k, n_{k+1})")
@@ -99,13 +102,21 @@ def loss_and_gradients(
     for k in range(1, len(ws)):
         if ws[k].shape[0] != ws[k - 1].shape[1]:
             raise ValueError(f"weights[{k}] has {ws[k].shape[0]} rows, but weights[{k - 1}] gives {ws[k - 1].shape[1]}")
-    dtype = v.check_dtype(ws[0].dtype if ws[0].dtype.kind == "f" else np.float64)
-    ws = [w.astype(dtype) for w in ws]
+    first = ws[0].dtype
+    if first.kind == "f" and first.name not in v.DTYPES:
+        raise ValueError(
+            f"weights[0] has dtype {first}: the gradients are computed in one of {v.DTYPES}; cast the weights"
+        )
+    dtype = np.dtype(first if first.kind == "f" else np.float64)
+    ws = [v.check_parameter(f"weights[{k}]", w, dtype) for k, w in enumerate(ws)]
     bs = None
     if biases is not None:
-        bs = [_host(f"biases[{k}]", b).astype(dtype) for k, b in enumerate(biases)]
+        if isinstance(biases, (str, bytes)) or not hasattr(biases, "__len__"):
+            raise TypeError(f"biases must be a sequence of 1-D arrays, or None; got {type(biases).__name__}")
+        bs = [_host(f"biases[{k}]", b) for k, b in enumerate(biases)]
         if len(bs) != len(ws) or any(b.shape != (n,) for b, n in zip(bs, layers[1:])):
             raise ValueError(f"biases must hold {len(ws)} vectors of sizes {list(layers[1:])}")
+        bs = [v.check_parameter(f"biases[{k}]", b, dtype) for k, b in enumerate(bs)]
     output = v.check_output(output, layers[-1])
     loss = v.check_loss(loss, output)
     v.check_choice("reduction", reduction, v.REDUCTIONS)
@@ -116,14 +127,14 @@ def loss_and_gradients(
         X, caller = from_user("X", X)
         y, _ = from_user("y", y)
         be = for_input(plain, X)
-        X = be.check_inputs(X, layers[0])
-        y = be.check_targets(y, layers[-1], X.shape[0], output)
+        X = be.check_inputs(X, layers[0], dtype=dtype)
+        y = be.check_targets(y, layers[-1], X.shape[0], output, dtype=dtype)
         if scaling is not None:
             X = be.scale(X, scaling, dtype)
         sw = None
         if sample_weight is not None:
             sample_weight, _ = from_user("sample_weight", sample_weight)
-            sw = be.check_sample_weight(sample_weight, X.shape[0])
+            sw = be.check_sample_weight(sample_weight, X.shape[0], dtype=dtype)
         if class_weight is not None:
             per_class = be.class_weights(class_weight, y, output)
             sw = per_class if sw is None else sw * per_class
@@ -157,12 +168,7 @@ def _checked_range(input_range: Any, n_inputs: int) -> tuple[np.ndarray, np.ndar
         lo, hi = input_range
     except (TypeError, ValueError):
         raise TypeError("input_range must be a pair (lo, hi) of per-column minima and maxima") from None
-    lo, hi = (np.asarray(a, np.float64).reshape(-1) for a in (lo, hi))
-    if lo.shape != (n_inputs,) or hi.shape != (n_inputs,):
-        raise ValueError(f"input_range needs {n_inputs} minima and maxima, got {lo.shape} and {hi.shape}")
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()) or (hi < lo).any():
-        raise ValueError("input_range must be finite, with hi >= lo in every column")
-    return lo, hi
+    return v.check_input_range(lo, hi, n_inputs, "input_range")
 
 
 def _dask_gradients(be: Any, ws: list, bs: list | None, X: Any, y: Any, config: TrainConfig, sw: Any) -> Any:
@@ -313,6 +319,31 @@ def _row_source(s: _Snapshot) -> Callable[..., None]:
     return row
 
 
+@functools.cache
+def _argument_types() -> Any:
+    """An intrinsic ``check(x, out)`` that compiles to nothing and, while numba types a call, refuses what
+    ``f`` cannot take (a list, an integer or read-only ``out``) with a message saying so: without it an
+    integer ``out`` was filled with truncated probabilities, and the rest failed deep in numba's typing."""
+    from numba import types
+    from numba.core.errors import TypingError
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def check(typingctx, x, out):
+        for name, t in (("x", x), ("out", out)):
+            if not isinstance(t, types.Array) or not isinstance(t.dtype, types.Float):
+                raise TypingError(f"compiled_predict's f: {name} must be a NumPy array of floats, got {t}")
+        if not out.mutable:
+            raise TypingError(f"compiled_predict's f: out must be writable, got {out}")
+
+        def codegen(context, builder, signature, args):
+            return context.get_dummy_value()
+
+        return types.none(x, out), codegen
+
+    return check
+
+
 def _stack_buffer(n: int, dtype: np.dtype) -> Any:
     """An intrinsic returning a pointer to ``n`` elements of ``dtype`` on the calling function's stack.
 
@@ -358,7 +389,8 @@ def compiled_predict(net: Any, *, scratch: bool = False, target: str = "cpu") ->
     (``2 * max(layers[1:])`` elements, at most :data:`STACK_BYTES`), so ``f`` is safe to call from
     any number of threads at once, ``numba.prange`` bodies included. It starts no threads, takes no
     lock and holds no GIL (``nogil``): the caller decides the parallelism. Wrong shapes raise
-    ValueError.
+    ValueError; arguments ``f`` cannot take (a list, an integer or read-only ``out``) are refused when
+    numba types the call, with a ``TypingError`` whose message names the argument.
 
     Parameters
     ----------
@@ -425,6 +457,7 @@ def compiled_predict(net: Any, *, scratch: bool = False, target: str = "cpu") ->
             f"buffer of sigmanet.embedding.scratch_size(net) = {2 * s.width} elements"
         )
     row = numba.njit(nogil=True, error_model="numpy")(_row_source(s))
+    check = _argument_types()
     N0, NL, NBUF, ITEMSIZE = int(s.sizes[0]), int(s.sizes[-1]), 2 * s.width, itemsize
     ndim_msg = "x and out must both be 1-D (one row) or both 2-D (a block of rows)"
     row_msg = f"x must hold {N0} inputs and out {NL} outputs per row"
@@ -439,6 +472,7 @@ def compiled_predict(net: Any, *, scratch: bool = False, target: str = "cpu") ->
     if scratch:
 
         def predict_into(x, out, scratch):  # pragma: no cover - compiled
+            check(x, out)
             if x.ndim != out.ndim:
                 raise ValueError(ndim_msg)
             if scratch.ndim != 1:
@@ -463,6 +497,7 @@ def compiled_predict(net: Any, *, scratch: bool = False, target: str = "cpu") ->
     stack = _stack_buffer(NBUF, s.dtype)
 
     def predict(x, out):  # pragma: no cover - compiled
+        check(x, out)
         if x.ndim != out.ndim:
             raise ValueError(ndim_msg)
         buf = numba.carray(stack(), NBUF)

@@ -7,6 +7,12 @@ keeps working while ``except sigmanet.SigmanetError`` catches them all.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class SigmanetError(Exception):
     """Base class of every exception sigmanet raises of its own."""
@@ -30,3 +36,13 @@ class DivergenceError(SigmanetError, FloatingPointError):
     def __init__(self, message: str, iteration: int):
         super().__init__(message)
         self.iteration = iteration
+
+
+def warn_at_caller(warning: Warning) -> None:
+    """``warnings.warn(warning)`` attributed to the first frame outside sigmanet: the user's line that
+    called in, whatever path it took through the package, so ``filterwarnings(module=...)`` and the
+    once-per-location rule see the caller (a fixed ``stacklevel`` points into sigmanet from some paths)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)

@@ -17,7 +17,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from ._arrays import from_user, is_sparse
 from ._plan import Stats, TrainConfig, rows_per_step
 from .backends import for_input, get_backend, on_stream
 from .backends._blas import blas_threads
-from .errors import DivergenceError, ModelFileError
+from .errors import DivergenceError, ModelFileError, warn_at_caller
 from .numerics import saturated_share
 from .optimizers import OptimizerState
 
@@ -176,6 +175,14 @@ class _EpochOrder:
         return stats
 
 
+def _class_weight_keys(cw: Any) -> Any:
+    """A ``class_weight`` dict with its class indices as ints again (a model file's JSON header holds them
+    as strings); anything else as it is."""
+    if not isinstance(cw, dict):
+        return cw
+    return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: w for k, w in cw.items()}
+
+
 class Network:
     """A fully connected sigmoid network, trained by the seed's backpropagation.
 
@@ -236,7 +243,14 @@ class Network:
         output: str = "sigmoid",
     ) -> None:
         self._configure(layers, backend, dtype, seed, init, bias, threads, output)
-        weights = init_weights(self.layers, self.dtype, self.seed, init)
+        try:
+            weights = init_weights(self.layers, self.dtype, self.seed, init)
+        except MemoryError as e:
+            n = sum(p * q for p, q in zip(self.layers[:-1], self.layers[1:]))
+            raise MemoryError(
+                f"layers {list(self.layers)} need {n:,} weights ({n * self.dtype.itemsize / 2**30:,.1f} GiB in "
+                f"{self.dtype.name}), more than this machine could allocate ({e}); use smaller layers"
+            ) from None
         biases = [np.zeros(n, self.dtype) for n in self.layers[1:]] if self.bias else None
         self._set_state(weights, biases, 0)
 
@@ -362,6 +376,8 @@ class Network:
             optimizer = net._checked_optimizer(state["optimizer"], weights + (biases or []))
         schedule = _Schedule(**(state.get("schedule") or {}))
         fit_options = dict(state.get("fit_options") or {})
+        if "class_weight" in fit_options:
+            fit_options["class_weight"] = _class_weight_keys(fit_options["class_weight"])
         net._state = _State(
             tuple(_frozen(w) for w in weights),
             None if biases is None else tuple(_frozen(b) for b in biases),
@@ -438,9 +454,7 @@ class Network:
             w = np.asarray(w)
             if w.shape != shape:
                 raise ValueError(f"weights[{k}] must have shape {shape}, got {w.shape}")
-            if w.dtype.kind not in "biuf" or not np.isfinite(w).all():
-                raise ValueError(f"weights[{k}] must be finite real numbers")
-            ws.append(w.astype(self.dtype))
+            ws.append(v.check_parameter(f"weights[{k}]", w, self.dtype))
         if not self.bias:
             if biases is not None:
                 raise ValueError("biases given for a network built with bias=False")
@@ -450,9 +464,9 @@ class Network:
         bs = []
         for k, (n, b) in enumerate(zip(self.layers[1:], biases)):
             b = np.asarray(b)
-            if b.shape != (n,) or b.dtype.kind not in "biuf" or not np.isfinite(b).all():
+            if b.shape != (n,):
                 raise ValueError(f"biases[{k}] must be {n} finite real numbers, got shape {b.shape}")
-            bs.append(b.astype(self.dtype))
+            bs.append(v.check_parameter(f"biases[{k}]", b, self.dtype, f"{n} finite real numbers"))
         return ws, bs
 
     def _checked_optimizer(self, opt: dict, params: list[np.ndarray]) -> OptimizerState:
@@ -471,9 +485,9 @@ class Network:
             out = []
             for i, (a, p) in enumerate(zip(arrays, params)):
                 a = np.asarray(a)
-                if a.shape != p.shape or a.dtype.kind != "f" or not np.isfinite(a).all():
+                if a.shape != p.shape or a.dtype.kind != "f":
                     raise ValueError(f"optimizer slot {name!r}[{i}] must be finite, of shape {p.shape}")
-                out.append(a.astype(self.dtype))
+                out.append(v.check_parameter(f"optimizer slot {name!r}[{i}]", a, self.dtype, "finite"))
             checked[name] = out
         return OptimizerState(rule, 0).with_arrays(step, checked)
 
@@ -502,18 +516,8 @@ class Network:
             biases=None if bs is None else tuple(_frozen(b) for b in bs),
         )
 
-    def _checked_range(self, lo: ArrayLike, hi: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        lo = np.asarray(lo, np.float64).reshape(-1)
-        hi = np.asarray(hi, np.float64).reshape(-1)
-        n = self.layers[0]
-        if lo.shape != (n,) or hi.shape != (n,):
-            raise ValueError(f"the input range needs {n} minima and maxima, got {lo.shape} and {hi.shape}")
-        bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)) | (hi < lo))
-        if bad.size:
-            raise ValueError(
-                f"the input range must be finite with max >= min in every column; "
-                f"input column(s) {bad.tolist()} are not (min {lo[bad].tolist()}, max {hi[bad].tolist()})"
-            )
+    def _checked_range(self, lo: ArrayLike | None, hi: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = v.check_input_range(lo, hi, self.layers[0])
         return _frozen(lo), _frozen(hi)
 
     def set_input_range(self, lo: ArrayLike | None, hi: ArrayLike | None) -> None:
@@ -535,7 +539,6 @@ class Network:
         if lo is None and hi is None:
             self._state = dataclasses.replace(self._state, input_range=None)
             return
-        assert lo is not None and hi is not None
         self._state = dataclasses.replace(self._state, input_range=self._checked_range(lo, hi))
 
     # -- training --
@@ -553,12 +556,9 @@ class Network:
         opts["tol"] = v.check_real("tol", opts["tol"], 0.0, math.inf, high_open=True)
         opts["n_iter_no_change"] = v.check_int("n_iter_no_change", opts["n_iter_no_change"])
         opts["average_loss"] = v.check_bool("average_loss", opts["average_loss"])
-        cw = opts["class_weight"]
-        if isinstance(cw, dict):  # stored in a JSON header: keys come back as strings
-            opts["class_weight"] = {
-                int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: w for k, w in cw.items()
-            }
-            if not opts["class_weight"]:
+        cw = opts["class_weight"] = _class_weight_keys(opts["class_weight"])
+        if isinstance(cw, dict):
+            if not cw:
                 opts["class_weight"] = None
         elif cw is not None and cw != "balanced":
             raise ValueError(f"class_weight must be a dict {{class: weight}}, 'balanced' or None, got {cw!r}")
@@ -619,7 +619,9 @@ class Network:
         report_every : int or None, default 10000
             Record the error and loss every this many iterations (None: only
             the first). Each report interval runs in the backend as one call
-            (or, past half a second, a few).
+            (or, past half a second, a few). Given per call, not stored with
+            the model's options: with ``schedule="adaptive"``, whose rule runs
+            once per report interval, give a continued fit the same one.
         loss : {"mse", "bce", "cross_entropy"}, default: the output's
             "mse" is the seed's squared error; on a sigmoid output its delta is
             ``(y - out) * out*(1-out)``. "bce" (binary cross-entropy, sigmoid
@@ -805,14 +807,14 @@ class Network:
                 "shuffle is not available for Dask arrays: shuffle the rows once before training "
                 "(e.g. with dask.dataframe's shuffle), or train without shuffle"
             )
-        X = be.check_inputs(X, self.layers[0])
-        y = be.check_targets(y, self.layers[-1], X.shape[0], self.output)
+        X = be.check_inputs(X, self.layers[0], dtype=self.dtype)
+        y = be.check_targets(y, self.layers[-1], X.shape[0], self.output, dtype=self.dtype)
         if batch_size is not None and batch_size > X.shape[0]:
             raise ValueError(f"batch_size={batch_size} exceeds the {X.shape[0]} rows of X; use None for full batch")
         sw = None
         if sample_weight is not None:
             sample_weight, _ = from_user("sample_weight", sample_weight)
-            sw = be.check_sample_weight(sample_weight, X.shape[0])
+            sw = be.check_sample_weight(sample_weight, X.shape[0], dtype=self.dtype)
         if opts["class_weight"] is not None:
             per_class = be.class_weights(opts["class_weight"], y, self.output)
             sw = per_class if sw is None else sw * per_class
@@ -998,7 +1000,7 @@ class Network:
             raise TypeError(f"history must be the History a fit returned, got {type(history).__name__}")
         X, _ = from_user("X", X)
         be, state = for_input(self._backend, X), self._state
-        head = be.check_inputs(X, self.layers[0])[:256]
+        head = be.check_inputs(X, self.layers[0], dtype=self.dtype)[:256]
         if state.input_range is not None:
             head = be.scale(head, state.input_range, self.dtype)
         return self._stuck(history, be, head)
@@ -1057,7 +1059,7 @@ class Network:
         else:
             why = f"the error did not move across the report points (stayed at {hist.errors[-1]:.6g})"
             cure = "try a smaller learning_rate (or a larger one if it is tiny), and reduction='mean'"
-        warnings.warn(StuckWarning(f"training is stuck: {why}. Cure: {cure}.", cause), stacklevel=4)
+        warn_at_caller(StuckWarning(f"training is stuck: {why}. Cure: {cure}.", cause))
 
     # -- inference --
 
@@ -1087,7 +1089,7 @@ class Network:
         with on_stream(self._backend, stream, X):  # the caller's kind is made there too: its reader waits
             X, caller = from_user("X", X)
             be = for_input(self._backend, X)
-            X = be.check_inputs(X, self.layers[0])
+            X = be.check_inputs(X, self.layers[0], dtype=self.dtype)
             return be.to_user(self._predict_native(be, X), caller)
 
     def error(self, X: Any, y: Any, *, stream: Any = None) -> Any:
@@ -1114,8 +1116,8 @@ class Network:
             X, _ = from_user("X", X)
             y, _ = from_user("y", y)
             be = for_input(self._backend, X)
-            X = be.check_inputs(X, self.layers[0])
-            y = be.check_targets(y, self.layers[-1], X.shape[0], self.output)
+            X = be.check_inputs(X, self.layers[0], dtype=self.dtype)
+            y = be.check_targets(y, self.layers[-1], X.shape[0], self.output, dtype=self.dtype)
             return be.mean_abs_error(y, self._predict_native(be, X))
 
     def _predict_native(self, be: Any, X: Any) -> Any:
@@ -1197,6 +1199,9 @@ def load(path: str | os.PathLike[str], backend: str = "auto", *, threads: int | 
         If the file is truncated, corrupted, not a sigmanet model, from a
         newer format, or inconsistent.
     """
+    if threads is not None:  # the arguments first: their faults are the caller's, not the file's
+        threads = v.check_int("threads", threads, maximum=1024)
+    get_backend(backend, threads=threads)
     state = checkpoint.read(path)
     try:
         return Network.from_state(state, backend=backend, threads=threads)

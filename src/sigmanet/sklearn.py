@@ -40,7 +40,6 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess by the 
 
 import math
 import numbers
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +57,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from .backends import get_backend
 from .backends._blas import blas_threads, one_thread_if_small
 from .embedding import loss_and_gradients
-from .errors import DivergenceError
+from .errors import DivergenceError, warn_at_caller
 from .network import Network
 from .numerics import saturated_share
 
@@ -336,7 +335,7 @@ class _SigmaNetBase(BaseEstimator):
             w = category(message)
             if cause is not None:
                 w.cause = cause  # type: ignore[attr-defined]
-            warnings.warn(w, stacklevel=3)
+            warn_at_caller(w)
         return self
 
     def _fit_transaction(self, X, y, sample_weight, incremental, classes, pending):

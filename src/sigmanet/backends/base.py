@@ -228,23 +228,25 @@ class Backend:
 
     # -- what the Network asks of the user's arrays (a Dask backend answers lazily) --
 
-    def check_inputs(self, X: Any, n_inputs: int) -> Any:
-        """X checked (2-D, numeric, finite, ``n_inputs`` columns), as an array of its own library."""
+    def check_inputs(self, X: Any, n_inputs: int, dtype: Any = None) -> Any:
+        """X checked (2-D, numeric, finite, also cast to the model's ``dtype``, ``n_inputs`` columns), as an
+        array of its own library."""
         from .._validation import check_inputs
 
-        return check_inputs(X, n_inputs)
+        return check_inputs(X, n_inputs, dtype)
 
-    def check_targets(self, y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid") -> Any:
+    def check_targets(self, y: Any, n_outputs: int, n_rows: int, output: str = "sigmoid", dtype: Any = None) -> Any:
         """y checked like X, with ``n_rows`` rows and values the output layer can reach."""
         from .._validation import check_targets
 
-        return check_targets(y, n_outputs, n_rows, output)
+        return check_targets(y, n_outputs, n_rows, output, dtype)
 
-    def check_sample_weight(self, sample_weight: Any, n_rows: int) -> Any:
-        """Per-row weights checked (1-D, ``n_rows`` long, finite, non-negative, not all zero)."""
+    def check_sample_weight(self, sample_weight: Any, n_rows: int, dtype: Any = None) -> Any:
+        """Per-row weights checked (1-D, ``n_rows`` long, finite, also cast to ``dtype``, non-negative, not
+        all zero)."""
         from .._validation import check_sample_weight
 
-        return check_sample_weight(sample_weight, n_rows)
+        return check_sample_weight(sample_weight, n_rows, dtype)
 
     def class_weights(self, class_weight: Any, y: Any, output: str) -> Any:
         """Per-row weights from ``class_weight`` ({class: weight} or "balanced") and y's classes."""

@@ -85,13 +85,14 @@ class DaskBackend(Backend):
         where = f"Dask cluster {client.scheduler.address}" if client is not None else "Dask's local scheduler"
         return f"{self.inner.device()}, on {where}"
 
-    def check_inputs(self, X, n_inputs: int):
-        """X's structure, at once: 2-D, numeric, ``n_inputs`` columns (its values: see :class:`DaskTrainer`)."""
+    def check_inputs(self, X, n_inputs: int, dtype=None):
+        """X's structure, at once: 2-D, numeric, ``n_inputs`` columns (its values, cast to ``dtype``, are
+        checked in one pass by :class:`DaskTrainer`)."""
         X = _checked("X", X, n_inputs)
         self._row_chunks = X.chunks[0]  # for a NumPy y or sample_weight given beside it
         return X
 
-    def check_targets(self, y, n_outputs: int, n_rows: int, output: str = "sigmoid", like=None):
+    def check_targets(self, y, n_outputs: int, n_rows: int, output: str = "sigmoid", dtype=None, like=None):
         """y's structure, at once, like X's, with ``n_rows`` rows; a NumPy y is chunked like X."""
         if not _is_dask(y):
             y = np.asarray(y)
@@ -110,7 +111,7 @@ class DaskBackend(Backend):
             raise ValueError(f"X has {n_rows} rows but y has {y.shape[0]}; they must match")
         return y  # its values (reachable by the output, finite) are checked in one pass by the trainer
 
-    def check_sample_weight(self, sample_weight, n_rows: int):
+    def check_sample_weight(self, sample_weight, n_rows: int, dtype=None):
         """Per-row weights as a Dask array chunked like X (a NumPy one is chunked here); values checked lazily."""
         sw = sample_weight
         if not _is_dask(sw):
@@ -307,9 +308,13 @@ class DaskTrainer(Trainer):
         values = _compute(*checks)
         finite_x, finite_y, lo, hi = values[:4]
         if not finite_x:
-            raise ValueError("X holds NaN or infinite values; remove or impute them first")
+            raise ValueError(
+                f"X holds NaN or infinite values (as {dt.name}, the network's dtype); remove or impute them first"
+            )
         if not finite_y:
-            raise ValueError("y holds NaN or infinite values; remove or impute them first")
+            raise ValueError(
+                f"y holds NaN or infinite values (as {dt.name}, the network's dtype); remove or impute them first"
+            )
         if output != "identity" and (lo < 0 or hi > 1):
             raise ValueError(f"y must lie in [0, 1], the range of the {output} output, got values in [{lo:g}, {hi:g}]")
         if output == "softmax" and values[4] > 1e-4:
