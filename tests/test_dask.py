@@ -5,6 +5,7 @@ and on Dask's local scheduler (no client).
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -361,3 +362,58 @@ def test_cli_trains_on_a_glob_of_csv_files_on_the_cluster_like_one_file_in_memor
         np.testing.assert_allclose(a, b, **TOL)
     for a, b in zip(dsk.input_range, mem.input_range, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "output,y_kind,class_weight",
+    [
+        ("sigmoid", "multilabel", "balanced"),
+        ("sigmoid", "fractions", "balanced"),
+        ("sigmoid", "fractions", {1: 3.0}),
+        ("sigmoid", "binary", {1.7: 3.0}),
+        ("sigmoid", "binary", {"a": 3.0}),
+        ("softmax", "no class 2", {2: 3.0}),
+        ("sigmoid", "binary", {5: 3.0}),
+    ],
+)
+def test_dask_class_weight_refuses_what_in_memory_training_refuses(rng, where, output, y_kind, class_weight):
+    """Found by a review: on Dask these trained (labels by argmax or truncation, 1.7 used as class 1),
+    where the same in-memory fit was refused."""
+    n = 200
+    if y_kind == "multilabel":
+        y = (rng.random((n, 3)) > 0.5).astype(float)
+    elif y_kind == "fractions":
+        y = rng.random((n, 1))
+    elif y_kind == "no class 2":
+        y = np.eye(3)[rng.integers(0, 2, n)]
+    else:
+        y = (rng.random((n, 1)) > 0.5).astype(float)
+    X = rng.random((n, 4))
+    layers = [4, 5, y.shape[1]]
+    fit = dict(iterations=2, class_weight=class_weight)
+    with pytest.raises((ValueError, TypeError)) as in_memory:
+        sn.Network(layers, backend="numpy", seed=0, output=output).fit(X, y, **fit)
+    net = sn.Network(layers, backend="numpy", seed=0, output=output)
+    before = net.weights
+    with pytest.raises(type(in_memory.value), match=re.escape(str(in_memory.value))):
+        net.fit(chunked(X, 70), chunked(y, 70), **fit)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before, strict=True)) and net.iteration == 0
+
+
+@pytest.mark.slow
+def test_a_fit_on_a_cluster_with_no_workers_fails_within_the_timeout(rng, monkeypatch):
+    """Found by a review: with a Client whose cluster had no workers the fit waited forever in its first
+    pass over the data (SIGMANET_DASK_TIMEOUT did not apply there)."""
+    from sigmanet.backends import dask as dask_backend
+
+    monkeypatch.setattr(dask_backend, "ITERATION_TIMEOUT", 2.0)
+    X, y = rng.random((200, 3)), (rng.random((200, 1)) > 0.5).astype(float)
+    with (
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster, set_as_default=False) as c,
+        c.as_current(),
+    ):
+        net = sn.Network([3, 4, 1], backend="numpy", seed=0)
+        with pytest.raises(RuntimeError, match="has 0 workers: start workers"):
+            net.fit(chunked(X, 50), chunked(y, 50), iterations=3)
+    assert net.iteration == 0

@@ -2,6 +2,7 @@
 what a drop-in must survive (refused fits, Ctrl-C, unscaled data, sparse input, the rest of scikit-learn)."""
 
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -684,3 +685,62 @@ def test_the_benchmark_runs_quick_and_follows_mlpclassifier():
     rows = bench.main(["--quick", "--tables", "digits", "--batches", "200", "--backends", "numpy,numba:fused"])
     assert len(rows) == 2 * 3  # solvers x (MLPClassifier and two backends)
     assert all(r["seconds_per_epoch"] > 0 and r["loss_curve_gap"] < 1e-9 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "labels,class_weight,unknown",
+    [
+        (["ant", "bee", "cat"], {"beetle": 5.0}, "['beetle']"),  # cut to "bee" by the labels' width
+        (["ant", "bee"], {"beetle": 5.0}, "['beetle']"),  # was an IndexError
+        ([0, 1, 2], {1.5: 5.0}, "[1.5]"),  # truncated to 1, then weighted class 2
+        ([0, 1, 2], {"1": 5.0}, "['1']"),
+    ],
+)
+def test_class_weight_keys_must_equal_a_class_as_they_are(labels, class_weight, unknown):
+    """Found by a review: keys were cast to the classes' dtype before the check."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 3), np.array(labels)[np.arange(60) % len(labels)]
+    clf = SigmaNetClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend="numpy")
+    with pytest.raises(ValueError, match=re.escape(f"class_weight names classes {unknown} that are not among")):
+        clf.set_params(class_weight=class_weight).fit(X, y)
+    assert not hasattr(clf, "coefs_")
+    heavy = dict.fromkeys([labels[-1]], 5.0)
+    weighted = clf.set_params(class_weight=heavy, shuffle=False).fit(X, y).coefs_[0]
+    by_rows = clf.set_params(class_weight=None).fit(X, y, sample_weight=np.where(y == labels[-1], 5.0, 1.0)).coefs_[0]
+    assert np.array_equal(weighted, by_rows)  # the weight lands on the class it names
+
+
+def test_a_fit_that_learned_gets_no_stuck_warning_as_mlpclassifier_gives_none():
+    """Found by a review: L-BFGS on standardised digits converged to a training score of 1.0 and was
+    still told its units were saturated, with an input-scaling cure (and, elsewhere, a learning rate
+    cure for a solver that has none); early stopping on a split scored perfectly from epoch 1 was told
+    it stalled."""
+    from sklearn.datasets import load_digits, load_iris
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    digits = load_digits()
+    iris = load_iris()
+    cases = [
+        (StandardScaler().fit_transform(digits.data), digits.target, dict(solver="lbfgs", hidden_layer_sizes=(20,))),
+        (
+            StandardScaler().fit_transform(iris.data),
+            iris.target == 0,
+            dict(early_stopping=True, learning_rate_init=0.01, batch_size=10, shuffle=False),
+        ),
+    ]
+    for X, y, params in cases:
+        for estimator in (
+            MLPClassifier(activation="logistic", **params),
+            SigmaNetClassifier(backend="numpy", **params),
+        ):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ConvergenceWarning)
+                estimator.set_params(random_state=0).fit(X, y)
+            assert estimator.score(X, y) > 0.99
+    # unscaled inputs that keep the network from learning are still named
+    with pytest.warns(ConvergenceWarning, match="saturated.*the inputs are not scaled"):
+        SigmaNetClassifier(backend="numpy", hidden_layer_sizes=(20,), random_state=0, max_iter=20).fit(
+            digits.data * 100, digits.target
+        )

@@ -391,43 +391,63 @@ def check_sample_weight(sample_weight: Any, n_rows: int, dtype: Any = None) -> A
     return sw
 
 
+NOT_CLASSES_1 = "class_weight needs class targets: y's single column must hold only 0 and 1"
+NOT_CLASSES_K = (
+    "class_weight needs class targets: each row of y must be one-hot (a single 1 among 0s); "
+    "for multi-label targets pass sample_weight instead"
+)
+
+
 def class_labels(y: Any, output: str) -> tuple[Any, int]:
     """Each row's class index, from y's 0/1 columns (one column: the 0/1 value; several: the one-hot column),
     and the number of classes."""
     xp = array_namespace(y)
     if y.shape[1] == 1:
         if not bool(xp.isin(y, xp.asarray([0, 1])).all()):
-            raise ValueError("class_weight needs class targets: y's single column must hold only 0 and 1")
+            raise ValueError(NOT_CLASSES_1)
         return y[:, 0].astype(np.int64), 2
     if not bool(xp.isin(y, xp.asarray([0, 1])).all()) or not bool((y.sum(axis=1) == 1).all()):
-        raise ValueError(
-            "class_weight needs class targets: each row of y must be one-hot (a single 1 among 0s); "
-            "for multi-label targets pass sample_weight instead"
-        )
+        raise ValueError(NOT_CLASSES_K)
     return y.argmax(axis=1), y.shape[1]
 
 
-def class_sample_weights(class_weight: Any, y: Any, output: str) -> Any:
-    """Per-row weights from ``class_weight`` ({class index: weight} or "balanced"), as scikit-learn reads it."""
-    xp = array_namespace(y)
-    labels, n_classes = class_labels(y, output)
-    counts = xp.bincount(labels, minlength=n_classes)
+def check_class_weight(class_weight: Any) -> str | dict[int, float]:
+    """``class_weight`` as "balanced" or ``{class index: weight}`` (integer keys, finite weights >= 0), checked
+    before y is looked at."""
     if isinstance(class_weight, str):
-        check_choice("class_weight", class_weight, ("balanced",))
-        present = counts > 0
-        table = xp.where(present, y.shape[0] / (int(present.sum()) * xp.maximum(counts, 1)), 0.0)
-        return table[labels]
+        return check_choice("class_weight", class_weight, ("balanced",))
     if not isinstance(class_weight, dict):
         raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
-    table = np.ones(n_classes)
-    host_counts = np.asarray(counts if xp is np else counts.get())
+    table = {}
     for key, weight in class_weight.items():
         try:
             c = operator.index(key)
         except TypeError:
             raise TypeError(f"class_weight keys must be class indices (integers), got {key!r}") from None
-        if not 0 <= c < n_classes or host_counts[c] == 0:
-            present = [i for i in range(n_classes) if host_counts[i] > 0]
-            raise ValueError(f"class_weight names class {c}, which y does not have; y's classes are {present}")
         table[c] = check_real(f"class_weight[{c}]", weight, 0.0, math.inf, high_open=True)
+    return table
+
+
+def class_table(class_weight: str | dict[int, float], counts: np.ndarray, n_rows: int) -> np.ndarray:
+    """Each class's weight, from a checked ``class_weight`` and the rows of each class (host ``counts``), as
+    scikit-learn reads it: "balanced" is ``n_rows / (classes present * rows of the class)``."""
+    if isinstance(class_weight, str):
+        present = counts > 0
+        return np.where(present, n_rows / (int(present.sum()) * np.maximum(counts, 1)), 0.0)
+    table = np.ones(len(counts))
+    for c, weight in class_weight.items():
+        if not 0 <= c < len(counts) or counts[c] == 0:
+            have = [i for i in range(len(counts)) if counts[i] > 0]
+            raise ValueError(f"class_weight names class {c}, which y does not have; y's classes are {have}")
+        table[c] = weight
+    return table
+
+
+def class_sample_weights(class_weight: Any, y: Any, output: str) -> Any:
+    """Per-row weights from ``class_weight`` ({class index: weight} or "balanced"), as scikit-learn reads it."""
+    xp = array_namespace(y)
+    checked = check_class_weight(class_weight)
+    labels, n_classes = class_labels(y, output)
+    counts = xp.bincount(labels, minlength=n_classes)
+    table = class_table(checked, np.asarray(counts if xp is np else counts.get()), y.shape[0])
     return xp.asarray(table)[labels]

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import scipy.special
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -621,10 +622,12 @@ class _SigmaNetBase(BaseEstimator):
         coefs_, intercepts_ = result["coefs_"], result["intercepts_"]
         share = _saturation(coefs_, intercepts_, X)
         # stalled from the start: a fresh fit whose first epoch's figure (an improvement on the starting
-        # infinity) was never beaten by tol, so it stopped after its first n_iter_no_change + 1 epochs
-        stalled = first and last.stopped and last.n_iter <= p.n_iter_no_change + 2
+        # infinity) was never beaten by tol, so it stopped after its first n_iter_no_change + 1 epochs;
+        # unless its loss fell well below a constant guess's (a validation score at its best from epoch 1)
+        learned = _learned(last.loss, Y, out_activation)
+        stalled = first and last.stopped and last.n_iter <= p.n_iter_no_change + 2 and not learned
         cause = None
-        if share >= _SATURATED_SHARE or "saturated" in causes:
+        if (share >= _SATURATED_SHARE and not learned) or "saturated" in causes:
             cause = "saturated"
         elif "frozen" in causes or stalled:
             cause = "frozen"
@@ -745,7 +748,7 @@ class _SigmaNetBase(BaseEstimator):
             )
         fitted = self._lbfgs_fitted(fitted, result.x, float(result.fun), n_iter, shapes, n_w, dtype)
         share = _saturation(fitted["coefs_"], fitted["intercepts_"], X)
-        if share >= _SATURATED_SHARE:
+        if share >= _SATURATED_SHARE and not _learned(fitted["loss_"], Y, out_activation):
             pending.append(
                 (self._stuck_message("saturated", p, X, share, None, False), ConvergenceWarning, "saturated")
             )
@@ -788,7 +791,9 @@ class _SigmaNetBase(BaseEstimator):
             )
             if unscaled:
                 cures.append(scale)
-            if large or not unscaled:
+            if p.solver == "lbfgs" and not unscaled:  # L-BFGS has no learning rate: only alpha holds the weights
+                cures.append(f"the weights grew large: raise alpha (now {p.alpha:g}) to hold them back")
+            elif large or not unscaled:
                 cures.append(f"learning_rate_init={rate:g} lets the weights grow large: lower it, or raise alpha")
         else:
             figure = "validation score" if p.early_stopping else "training loss"
@@ -959,6 +964,20 @@ def _saturation(coefs: list, intercepts: list, X: Any) -> float:
         return saturated_share(a, coefs, intercepts, len(coefs) - 1)
 
 
+def _learned(loss: float, Y: np.ndarray, out_activation: str) -> bool:
+    """Whether a fit's training loss fell below half a constant guess's (each output's mean, the loss's own
+    measure): then saturated units or an early stop right after the first epoch did not keep it from
+    learning, and warning that it is stuck would be wrong (MLPClassifier gives no warning there either)."""
+    mean = Y.mean(axis=0)
+    if out_activation == "identity":
+        constant = float(np.mean((Y - mean) ** 2)) / 2
+    elif out_activation == "softmax":
+        constant = float(-np.sum(scipy.special.xlogy(mean, mean)))
+    else:
+        constant = float(-np.sum(scipy.special.xlogy(mean, mean) + scipy.special.xlogy(1 - mean, 1 - mean)))
+    return bool(np.isfinite(loss)) and loss < 0.5 * constant
+
+
 def _r2(Y: np.ndarray, pred: np.ndarray, sw: np.ndarray | None) -> float:
     """``r2_score`` (uniform average over the outputs, ``force_finite``) of (n, k) targets and predictions:
     its own arithmetic, the same NumPy reductions in the same order, without its checks of the arrays,
@@ -989,14 +1008,18 @@ def _class_weights(class_weight: Any, y: np.ndarray, classes: np.ndarray) -> np.
         return (len(y) / (len(present) * counts))[index.reshape(-1)]
     if not isinstance(class_weight, dict):
         raise _bad("class_weight", class_weight, "None, 'balanced' or a dict {class label: weight}")
-    unknown = [k for k in class_weight if not np.isin(np.asarray([k], dtype=classes.dtype), classes).all()]
+    # each key must equal a class as it is, not once cast to the classes' dtype ("beetle" cut to "bee",
+    # 1.5 truncated to 1 passed that way, and then weighted another class)
+    labels = classes.tolist()
+    where = {k: [i for i, c in enumerate(labels) if c == k] for k in class_weight}
+    unknown = [k for k, hits in where.items() if not hits]
     if unknown:
-        raise ValueError(f"class_weight names classes {unknown} that are not among the classes {classes.tolist()}")
+        raise ValueError(f"class_weight names classes {unknown} that are not among the classes {labels}")
     table = np.ones(len(classes))
     for k, w in class_weight.items():
         if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
             raise ValueError(f"class_weight[{k!r}] must be a finite number of at least 0, got {w!r}")
-        table[np.searchsorted(classes, k)] = float(w)
+        table[where[k][0]] = float(w)
     return table[np.searchsorted(classes, y)]
 
 

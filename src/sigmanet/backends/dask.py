@@ -126,22 +126,21 @@ class DaskBackend(Backend):
         return sw
 
     def class_weights(self, class_weight, y, output: str):
-        """Per-row weights from ``class_weight`` and y's classes, lazily ("balanced" counts them in one pass)."""
-        from .._validation import check_choice, check_real
+        """Per-row weights from ``class_weight`` and y's classes, lazily: y's classes are checked, and counted,
+        in one pass, with the in-memory path's rules and messages."""
+        from .._validation import NOT_CLASSES_1, NOT_CLASSES_K, check_class_weight, class_table
 
+        checked = check_class_weight(class_weight)
         n_classes = 2 if y.shape[1] == 1 else y.shape[1]
-        labels = y[:, 0].astype(np.int64) if y.shape[1] == 1 else y.argmax(axis=1)
-        if isinstance(class_weight, str):
-            check_choice("class_weight", class_weight, ("balanced",))
-            counts = _host(_compute(da.bincount(labels, minlength=n_classes))[0])
-            present = counts > 0
-            table = np.where(present, y.shape[0] / (present.sum() * np.maximum(counts, 1)), 0.0)
+        zero_one = da.isin(y, np.array([0, 1])).all()
+        if y.shape[1] == 1:
+            labels, classes = y[:, 0].astype(np.int64), zero_one
         else:
-            table = np.ones(n_classes)
-            for key, weight in class_weight.items():
-                if not 0 <= int(key) < n_classes:
-                    raise ValueError(f"class_weight names class {key}, which y does not have (0 .. {n_classes - 1})")
-                table[int(key)] = check_real(f"class_weight[{key}]", weight, 0.0, np.inf, high_open=True)
+            labels, classes = y.argmax(axis=1), zero_one & (y.sum(axis=1) == 1).all()
+        are_classes, counts = _compute(classes, da.bincount(labels, minlength=n_classes))
+        if not bool(are_classes):
+            raise ValueError(NOT_CLASSES_1 if y.shape[1] == 1 else NOT_CLASSES_K)
+        table = class_table(checked, _host(counts), y.shape[0])
         return labels.map_blocks(lambda b: array_namespace(b).asarray(table)[b], dtype=np.float64)
 
     def column_range(self, X):
@@ -229,10 +228,28 @@ def _host(a):
 
 
 def _compute(*collections):
+    """The collections' values, on the Client's cluster where there is one (else Dask's local scheduler).
+    On a cluster the wait is bounded by :data:`ITERATION_TIMEOUT`: a cluster with no workers (or none
+    that can take the tasks) raises instead of waiting forever."""
     client = _client()
-    if client is not None:
-        return client.compute(list(collections), sync=True)
-    return dask.compute(*collections)
+    if client is None:
+        return dask.compute(*collections)
+    from distributed import wait
+
+    futures = client.compute(list(collections))
+    try:
+        wait(futures, timeout=ITERATION_TIMEOUT)
+    except Exception as e:
+        if not _is_timeout(e):
+            raise
+        client.cancel(futures)
+        workers = len(client.scheduler_info().get("workers", {}))
+        raise RuntimeError(
+            f"the Dask cluster at {client.scheduler.address} did not compute the data's checks within "
+            f"{ITERATION_TIMEOUT:g} s; it has {workers} worker{'s' * (workers != 1)}: start workers (or check that "
+            "they can reach the data), or set $SIGMANET_DASK_TIMEOUT to wait longer"
+        ) from None
+    return client.gather(futures)
 
 
 def _predict_block(block, backend_class, threads, weights, biases, output):
