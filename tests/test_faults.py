@@ -61,6 +61,26 @@ def test_a_second_thread_fitting_the_same_network_is_refused_clearly(rng):
     assert net.iteration == 20  # the first fit's work is all there
 
 
+def test_a_fit_from_the_networks_own_callback_is_refused_saying_so(rng):
+    """Found by a review: it was refused as if another thread were training the network."""
+    X, y = random_problem(rng, 20, [3, 4, 1])
+    net = sn.Network([3, 4, 1], backend="numpy", seed=0)
+    errors = []
+
+    def nested(iteration, error):
+        try:
+            net.fit(X, y, iterations=5)
+        except RuntimeError as e:
+            errors.append(str(e))
+        return True
+
+    net.fit(X, y, iterations=20, report_every=10, callback=nested)
+    assert errors and all("called from inside this network's own fit" in e for e in errors)
+    assert net.iteration == 20
+    net.fit(X, y, iterations=5)  # and the lock is free again afterwards
+    assert net.iteration == 25
+
+
 def test_a_long_interval_is_run_in_pieces_so_an_interrupt_keeps_the_completed_work():
     X, y = tutorial_table()
     net = sn.Network([3, 4, 1], backend="numba", seed=1, init="legacy")

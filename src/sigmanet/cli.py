@@ -512,9 +512,9 @@ def _targets(run: _Run, values, names):
         task = "binary"
     column = names[0] if len(names) == 1 else names
     if task in ("regression", "binary") and text:
-        sample = ", ".join(repr(v) for v in values[:3])
-        what = "regression" if task == "regression" else "the resumed model's 0/1 outputs"
-        raise ValueError(f"target column {column!r} holds text ({sample}, ...), not numbers for a {what}")
+        sample = ", ".join(repr(str(v)) for v in values[:3])
+        what = "a regression" if task == "regression" else "the resumed model's 0/1 outputs"
+        raise ValueError(f"target column {column!r} holds text ({sample}, ...), not numbers for {what}")
     if task == "classification":
         if not text and values.shape[1] != 1:
             raise ValueError(

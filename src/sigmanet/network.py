@@ -284,15 +284,18 @@ class Network:
         self.input_names: list[str] | None = None  # column names, when trained from a table
         self.target_names: list[str] | None = None
         self._lock = threading.Lock()  # one fit at a time on one network
+        self._fitting_in: int | None = None  # the thread whose fit holds the lock
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock", None)
+        state.pop("_fitting_in", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._fitting_in = None
 
     # -- model state --
 
@@ -726,10 +729,16 @@ class Network:
             is stuck.
         """
         if not self._lock.acquire(blocking=False):
+            if self._fitting_in == threading.get_ident():
+                raise RuntimeError(
+                    "fit was called from inside this network's own fit (its callback, progress or on_report "
+                    "function); return from that first, or train a copy (sigmanet.Network.from_state(net.get_state()))"
+                )
             raise RuntimeError(
                 "this network is already being trained by another thread; fit one network from one thread at a "
                 "time (copy it with sigmanet.Network.from_state(net.get_state()) to train two)"
             )
+        self._fitting_in = threading.get_ident()
         try:
             with on_stream(self._backend, stream, X):
                 return self._fit(
@@ -765,6 +774,7 @@ class Network:
                     ),
                 )
         finally:
+            self._fitting_in = None
             self._lock.release()
 
     def _fit(
