@@ -132,7 +132,7 @@ class DaskBackend(Backend):
 
         checked = check_class_weight(class_weight)
         n_classes = 2 if y.shape[1] == 1 else y.shape[1]
-        zero_one = da.isin(y, np.array([0, 1])).all()
+        zero_one = ((y == 0) | (y == 1)).all()  # not da.isin: a NumPy [0, 1] does not mix with CuPy chunks
         if y.shape[1] == 1:
             labels, classes = y[:, 0].astype(np.int64), zero_one
         else:
