@@ -404,7 +404,7 @@ def test_output_paths_that_cannot_be_written_are_refused_before_any_work(
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--seed", "-1"], "argument --seed: must be a whole number from 0"),
+        (["--seed", "-1"], "argument --seed: must be a whole number of at least 0"),
         (["--iterations", "5000000000000000000000"], "argument --iterations: must be a whole number from 1 to 2**62"),
         (["--hidden", "16,,8"], "argument --hidden: expected sizes"),
         (["--batch-size", "1000"], "--batch-size 1000 exceeds the 60 training rows"),
@@ -420,6 +420,29 @@ def test_train_options_are_refused_by_their_option_names(csv_table, capsys, monk
         assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert "fit" not in work
+
+
+def test_names_with_glob_characters_and_two_outputs_on_one_file_are_caught(tmp_path, csv_table, capsys, monkeypatch):
+    """Found by a review of the checks above: an input named d[1].csv was only globbed (so never matched),
+    and --save x.png --plot x.png wrote the plot over the model."""
+    odd = tmp_path / "d[1].csv"
+    odd.write_bytes(csv_table.read_bytes())
+    work = _no_work(monkeypatch)
+    argv = ["train", str(odd), "--target", "label", "--no-progress"]
+    assert main([*argv, "--save", str(odd)]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert main([*argv, "--save", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x.png")]) == 2
+    assert "--plot and --save name the same file" in capsys.readouterr().err
+    assert "fit" not in work and odd.read_bytes() == csv_table.read_bytes()
+
+
+def test_an_existing_writable_output_such_as_dev_null_is_taken(tmp_path, csv_table, capsys):
+    model = tmp_path / "m.npz"
+    assert main(["train", str(csv_table), "--target", "label", "--iterations", "5", "--save", str(model)]) == 0
+    assert main(["predict", str(model), str(csv_table), "--out", os.devnull]) == 0
+    argv = ["train", str(csv_table), "--target", "label", "--iterations", "5", "--no-progress"]
+    assert main([*argv, "--hidden", "4,3,", "--seed", str(2**64), "--save", str(model)]) == 0  # a trailing comma
+    assert sn.load(model).layers == (3, 4, 3, 1)
 
 
 def test_a_target_for_an_npz_is_refused_not_ignored(tmp_path, capsys):

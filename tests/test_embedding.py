@@ -264,11 +264,19 @@ def test_compiled_predict_refuses_integer_or_read_only_outputs_and_lists_saying_
         extra = () if f.py_func.__code__.co_argcount == 2 else (np.empty(64),)
         for x, out, message in (
             (X[0], np.empty(2, np.int64), "out must be a NumPy array of floats, got array(int64"),
-            (list(X[0]), np.empty(2), "x must be a NumPy array of floats, got reflected list"),
+            (list(X[0]), np.empty(2), "x must be a NumPy array of numbers, got reflected list"),
             (X[0], read_only, "out must be writable, got readonly array"),
         ):
-            with pytest.raises(numba.core.errors.TypingError, match=re.escape(f"compiled_predict's f: {message}")):
+            with (
+                warnings.catch_warnings(),  # numba's note on reflected lists, for the list x
+                pytest.raises(numba.core.errors.TypingError, match=re.escape(f"compiled_predict's f: {message}")),
+            ):
+                warnings.simplefilter("ignore", numba.core.errors.NumbaPendingDeprecationWarning)
                 f(x, out, *extra)
+        for x in (np.array([1, 0, 2]), np.array([True, False, True])):  # inputs of any numbers, as predict takes
+            out = np.empty(2)
+            f(x, out, *extra)
+            np.testing.assert_allclose(out, net.predict(x[None].astype(float))[0], rtol=1e-12)
 
 
 # -- the CUDA leg ------------------------------------------------------------------------------
@@ -517,6 +525,7 @@ def test_loss_and_gradients_refuses_bad_weights_before_any_work(rng):
         ([ws[0].astype(np.float16), ws[1]], None, ValueError, r"weights\[0\] has dtype float16"),
         (ws, [bs[0], bs[1] * np.inf], ValueError, r"biases\[1\] must be finite real numbers"),
         (None, None, TypeError, "weights must be a sequence of 2-D arrays"),
+        ("ab", None, TypeError, "weights must be a sequence of 2-D arrays"),
         (ws, 5, TypeError, "biases must be a sequence of 1-D arrays, or None"),
     ]
     for weights, biases, exc, match in cases:
@@ -524,6 +533,9 @@ def test_loss_and_gradients_refuses_bad_weights_before_any_work(rng):
             warnings.simplefilter("error")  # refused, not warned about
             with pytest.raises(exc, match=match):
                 sn.loss_and_gradients(weights, biases, X, y)
+    listed = sn.loss_and_gradients(ws, bs, X, y)  # any iterable of parameters, generators included
+    generated = sn.loss_and_gradients((w for w in ws), iter(bs), X, y)
+    assert listed[0] == generated[0] and all(np.array_equal(a, b) for a, b in zip(listed[1], generated[1]))
 
 
 # -- arrays from any library (DLPack) ----------------------------------------------------------

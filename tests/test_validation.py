@@ -248,7 +248,7 @@ def test_set_weights_refuses_values_beyond_the_networks_dtype(tmp_path):
     [
         (np.zeros(3), None, TypeError, "needs both its minima and its maxima"),
         (None, np.ones(3), TypeError, "needs both its minima and its maxima"),
-        (["a", "b", "c"], [1, 2, 3], TypeError, "the input range's minima must be 3 real numbers"),
+        (["a", "b", "c"], [1, 2, 3], ValueError, "the input range's minima must be 3 real numbers"),
         (np.zeros(3), np.ones(2), ValueError, "needs 3 minima and maxima"),
         (np.ones(3), np.zeros(3), ValueError, r"max >= min in every column; input column\(s\) \[0, 1, 2\]"),
     ],
@@ -273,3 +273,5 @@ def test_pandas_frames_of_nullable_or_arrow_numbers_are_numbers(dtype):
     frame.loc[1, "b"] = None  # a missing value is refused as NaN, where it is
     with pytest.raises(ValueError, match="NaN or infinite values, the first at row 1, column 1"):
         net.predict(frame)
+    with pytest.raises(TypeError, match="X must be numeric, got dtype object"):  # text stays text
+        sn.Network([1, 2, 1], seed=0).predict(pd.Series(["a", "b", "c"]))

@@ -7,6 +7,8 @@ kernels) trust what passes here.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
 import operator
@@ -87,7 +89,7 @@ def check_input_range(lo: Any, hi: Any, n_inputs: int, name: str = "the input ra
         try:
             pair.append(np.asarray(a, np.float64).reshape(-1))
         except (TypeError, ValueError) as e:
-            raise TypeError(f"{name}'s {part} must be {n_inputs} real numbers, got {a!r} ({e})") from None
+            raise ValueError(f"{name}'s {part} must be {n_inputs} real numbers, got {a!r} ({e})") from None
     lo, hi = pair
     if lo.shape != (n_inputs,) or hi.shape != (n_inputs,):
         raise ValueError(f"{name} needs {n_inputs} minima and maxima, got {lo.shape} and {hi.shape}")
@@ -231,7 +233,8 @@ def _as_numeric_2d(name: str, a: Any, n_cols: int, allow_1d_column: bool, dtype:
         if arr.dtype == object and hasattr(a, "dtypes") and hasattr(a, "to_numpy"):
             # numeric columns of pandas' nullable or pyarrow dtypes (Int64, Float64, float64[pyarrow]): a frame
             # of several comes out of np.asarray as objects; missing values become NaN, refused below
-            arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
+            with contextlib.suppress(TypeError, ValueError):  # text: refused below as dtype object
+                arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         arr = a
     kind = arr.dtype.kind
@@ -281,17 +284,24 @@ _FINITE_BLOCK_BYTES = 1 << 22
 
 def _range_limit(have: Any, dtype: Any) -> float | None:
     """The largest magnitude a ``have`` float array can hold that stays finite cast to ``dtype``, or None
-    where every finite value does (the same or a wider float, or no dtype given)."""
-    if dtype is None or np.dtype(dtype).kind != "f" or np.dtype(have).kind != "f":
+    where every finite value does (the same or a narrower float, or no dtype given)."""
+    if dtype is None:
         return None
-    limit = float(np.finfo(dtype).max)
-    return limit if limit < float(np.finfo(have).max) else None
+    return _narrowing(np.dtype(have), np.dtype(dtype))
+
+
+@functools.cache
+def _narrowing(have: np.dtype, dtype: np.dtype) -> float | None:
+    if have.kind != "f" or dtype.kind != "f" or have.itemsize <= dtype.itemsize:
+        return None
+    return float(np.finfo(dtype).max)
 
 
 def _beyond(dtype: Any, limit: float) -> str:
+    cure = "Rescale them" + (", or use dtype='float64'" if np.dtype(dtype).itemsize < 8 else "")
     return (
         f"holds values beyond {np.dtype(dtype).name}'s range (magnitude above {limit:.6g}), the network's dtype: "
-        f"cast to it they would be infinite. Rescale them, or use dtype='float64'"
+        f"cast to it they would be infinite. {cure}"
     )
 
 
@@ -302,6 +312,10 @@ def _check_finite(name: str, arr: Any, xp: Any, dtype: Any = None) -> None:
     limit = _range_limit(arr.dtype, dtype)
     for r0 in range(0, arr.shape[0], step):
         block = arr[r0 : r0 + step]
+        if limit is not None:  # two reductions, no temporary: NaN and inf fail the bounds too
+            lo, hi = float(xp.min(block)), float(xp.max(block))
+            if -limit <= lo and hi <= limit:
+                continue
         if not bool(xp.isfinite(block).all()):
             rows, cols = xp.nonzero(~xp.isfinite(block))
             raise ValueError(

@@ -355,7 +355,7 @@ def cmd_train(args) -> int:
         _check_output("--save", args.save, [args.data])  # --resume's own file may be overwritten: that continues it
     if args.plot:
         _matplotlib()  # likewise a missing plotter, a plot path that cannot be written, or a format it lacks
-        _check_output("--plot", args.plot, [args.data, args.resume, args.save])
+        _check_output("--plot", args.plot, [args.data, args.resume], others=[("--save", args.save)])
         _check_plot_format(args.plot)
     with _StopSignals() as guard, _dask_client(args):
         return _train(_Run(args, guard))
@@ -426,6 +426,8 @@ def _prepare(run: _Run):
     args, resumed = run.args, run.resumed
     table = read_columns(args.data, args.target, args.inputs, args.exclude)
     if table.y is None:
+        if args.data.lower().endswith(".npz"):
+            raise ValueError(f"{args.data!r} holds no array named 'y' to train on (a .npz holds X and y)")
         raise ValueError("--target is required: name the column(s) to predict")
     if resumed is not None:
         if resumed.layers[0] != table.X.shape[1]:
@@ -995,16 +997,20 @@ def _inputs_named(paths) -> list[str]:
 
     found = []
     for given in paths:
-        if given:
-            found += glob.glob(given) if any(ch in given for ch in "*?[") else [given]
+        if given:  # the name as it is (which may hold [ or *), and what it matches as a glob
+            found += [given, *(glob.glob(given) if any(ch in given for ch in "*?[") else [])]
     return [f for f in found if os.path.exists(f)]
 
 
-def _check_output(flag: str, path: str, inputs=(), folder: bool = False) -> None:
+def _check_output(flag: str, path: str, inputs=(), folder: bool = False, others=()) -> None:
     """Before any work: ``path`` (a file, or with ``folder`` a folder to create) can be written, and is
-    none of ``inputs`` (writing it would destroy what the command reads)."""
+    none of ``inputs`` (writing it would destroy what the command reads), nor another output's path
+    (``others``: (flag, path) pairs)."""
     if not path:
         raise ValueError(f"{flag} needs a path, got an empty one")
+    for other_flag, other in others:
+        if other and os.path.realpath(other) == os.path.realpath(path):
+            raise ValueError(f"{flag} and {other_flag} name the same file {path!r}: one would overwrite the other")
     for given in _inputs_named(inputs):
         if os.path.exists(path) and os.path.samefile(given, path):
             raise ValueError(
@@ -1026,6 +1032,10 @@ def _check_output(flag: str, path: str, inputs=(), folder: bool = False) -> None
             raise FileNotFoundError(f"{flag} {path!r}: folder {os.path.dirname(path)!r} does not exist")
         if not os.path.isdir(parent):
             raise NotADirectoryError(f"{flag} {path!r}: {os.path.dirname(path)!r} is a file, not a folder")
+        if os.path.exists(path):  # an existing file (or /dev/null): its own permission decides
+            if not os.access(path, os.W_OK):
+                raise PermissionError(f"{flag} {path!r}: the file is not writable")
+            return
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{flag} {path!r}: folder {parent!r} is not writable")
 
@@ -1091,9 +1101,11 @@ def _csv_list(kind, what):
     def parse(text):
         try:
             items = [x.strip() for x in text.split(",")]
-            if not all(items):
-                raise ValueError("an empty item")
-            return [kind(x) for x in items]
+            if items and not items[-1]:
+                items.pop()  # a trailing comma, as in 16,8,
+            if items != [""] and not all(items):
+                raise ValueError("an empty item between commas")
+            return [kind(x) for x in items if x]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
@@ -1157,8 +1169,8 @@ def _non_negative_int(text):
         n = int(text)
     except ValueError:
         n = -1
-    if not 0 <= n < 1 << 63:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**63 - 1, got {text!r}")
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text!r}")
     return n
 
 

@@ -93,8 +93,7 @@ def loss_and_gradients(
     ValueError, TypeError
         For inconsistent shapes, bad data or options, before any work.
     """
-    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
-        raise TypeError(f"weights must be a sequence of 2-D arrays (n_k, n_{{k+1}}), got {type(weights).__name__}")
+    weights = _sequence("weights", weights, "2-D arrays (n_k, n_{k+1})")
     ws = [_host(f"weights[{k}]", w) for k, w in enumerate(weights)]
     if not ws or any(w.ndim != 2 for w in ws):
         raise ValueError("weights must be a non-empty sequence of 2-D arrays (n_k, n_{k+1})")
@@ -111,8 +110,7 @@ def loss_and_gradients(
     ws = [v.check_parameter(f"weights[{k}]", w, dtype) for k, w in enumerate(ws)]
     bs = None
     if biases is not None:
-        if isinstance(biases, (str, bytes)) or not hasattr(biases, "__len__"):
-            raise TypeError(f"biases must be a sequence of 1-D arrays, or None; got {type(biases).__name__}")
+        biases = _sequence("biases", biases, "1-D arrays, or None")
         bs = [_host(f"biases[{k}]", b) for k, b in enumerate(biases)]
         if len(bs) != len(ws) or any(b.shape != (n,) for b, n in zip(bs, layers[1:])):
             raise ValueError(f"biases must hold {len(ws)} vectors of sizes {list(layers[1:])}")
@@ -152,6 +150,16 @@ def loss_and_gradients(
             weight_grads = [plain.to_user(a, caller) for a in weight_grads]
             bias_grads = None if bias_grads is None else [plain.to_user(a, caller) for a in bias_grads]
         return float(value), weight_grads, bias_grads
+
+
+def _sequence(name: str, items: Any, of: str) -> list:
+    """``items`` (a list, tuple, generator, or other iterable of parameters) as a list; not a string."""
+    if items is None or isinstance(items, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of {of}; got {type(items).__name__}")
+    try:
+        return list(items)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {of}; got {type(items).__name__}") from None
 
 
 def _host(name: str, a: Any) -> np.ndarray:
@@ -330,9 +338,10 @@ def _argument_types() -> Any:
 
     @intrinsic
     def check(typingctx, x, out):
-        for name, t in (("x", x), ("out", out)):
-            if not isinstance(t, types.Array) or not isinstance(t.dtype, types.Float):
-                raise TypingError(f"compiled_predict's f: {name} must be a NumPy array of floats, got {t}")
+        if not isinstance(x, types.Array) or not isinstance(x.dtype, (types.Float, types.Integer, types.Boolean)):
+            raise TypingError(f"compiled_predict's f: x must be a NumPy array of numbers, got {x}")
+        if not isinstance(out, types.Array) or not isinstance(out.dtype, types.Float):
+            raise TypingError(f"compiled_predict's f: out must be a NumPy array of floats, got {out}")
         if not out.mutable:
             raise TypingError(f"compiled_predict's f: out must be writable, got {out}")
 

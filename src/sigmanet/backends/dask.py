@@ -137,9 +137,10 @@ class DaskBackend(Backend):
             labels, classes = y[:, 0].astype(np.int64), zero_one
         else:
             labels, classes = y.argmax(axis=1), zero_one & (y.sum(axis=1) == 1).all()
-        are_classes, counts = _compute(classes, da.bincount(labels, minlength=n_classes))
+        (are_classes,) = _compute(classes)  # first: NaN or negative labels would break the count
         if not bool(are_classes):
             raise ValueError(NOT_CLASSES_1 if y.shape[1] == 1 else NOT_CLASSES_K)
+        (counts,) = _compute(da.bincount(labels, minlength=n_classes))
         table = class_table(checked, _host(counts), y.shape[0])
         return labels.map_blocks(lambda b: array_namespace(b).asarray(table)[b], dtype=np.float64)
 
@@ -245,9 +246,9 @@ def _compute(*collections):
         client.cancel(futures)
         workers = len(client.scheduler_info().get("workers", {}))
         raise RuntimeError(
-            f"the Dask cluster at {client.scheduler.address} did not compute the data's checks within "
+            f"the Dask cluster at {client.scheduler.address} did not finish a pass over the data within "
             f"{ITERATION_TIMEOUT:g} s; it has {workers} worker{'s' * (workers != 1)}: start workers (or check that "
-            "they can reach the data), or set $SIGMANET_DASK_TIMEOUT to wait longer"
+            "they can reach the data and are not overloaded), or set $SIGMANET_DASK_TIMEOUT to wait longer"
         ) from None
     return client.gather(futures)
 
