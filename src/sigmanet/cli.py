@@ -355,8 +355,8 @@ def cmd_train(args) -> int:
     if args.save:  # before any work: a model that cannot be saved must not cost the training
         from .checkpoint import check_writable
 
-        check_writable(args.save)
-        _check_output("--save", args.save, [args.data])  # --resume's own file may be overwritten: that continues it
+        check_writable(args.save)  # the model file's own rules (checkpoint.py); here only that it is no input
+        _check_not_an_input("--save", args.save, [args.data])  # --resume's own file may be: that continues it
     if args.plot:
         _matplotlib()  # likewise a missing plotter, a plot path that cannot be written, or a format it lacks
         _check_output("--plot", args.plot, [args.data, args.resume], others=[("--save", args.save)])
@@ -1006,12 +1006,9 @@ def _inputs_named(paths) -> list[str]:
     return [f for f in found if os.path.exists(f)]
 
 
-def _check_output(flag: str, path: str, inputs=(), folder: bool = False, others=()) -> None:
-    """Before any work: ``path`` (a file, or with ``folder`` a folder to create) can be written, and is
-    none of ``inputs`` (writing it would destroy what the command reads), nor another output's path
-    (``others``: (flag, path) pairs)."""
-    if not path:
-        raise ValueError(f"{flag} needs a path, got an empty one")
+def _check_not_an_input(flag: str, path: str, inputs=(), others=()) -> None:
+    """Before any work: ``path`` is none of ``inputs`` (writing it would destroy what the command reads),
+    nor another output's path (``others``: (flag, path) pairs)."""
     for other_flag, other in others:
         if other and os.path.realpath(other) == os.path.realpath(path):
             raise ValueError(f"{flag} and {other_flag} name the same file {path!r}: one would overwrite the other")
@@ -1020,6 +1017,14 @@ def _check_output(flag: str, path: str, inputs=(), folder: bool = False, others=
             raise ValueError(
                 f"{flag} {path!r} is the input {given!r}: writing it would destroy it; choose another path"
             )
+
+
+def _check_output(flag: str, path: str, inputs=(), folder: bool = False, others=()) -> None:
+    """Before any work: ``path`` (a file, or with ``folder`` a folder to create) can be written, and is
+    not an input or another output (:func:`_check_not_an_input`)."""
+    if not path:
+        raise ValueError(f"{flag} needs a path, got an empty one")
+    _check_not_an_input(flag, path, inputs, others)
     if folder:
         if os.path.exists(path) and not os.path.isdir(path):
             raise NotADirectoryError(f"{flag} {path!r} is a file; it names the folder the results are written to")

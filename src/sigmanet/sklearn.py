@@ -960,7 +960,7 @@ def _saturation(coefs: list, intercepts: list, X: Any) -> float:
     :meth:`Network.diagnose` uses (:func:`~sigmanet.numerics.saturated_share`), here with a lower bar."""
     head = X[:_SATURATED_ROWS]
     a = head.toarray() if hasattr(head, "toarray") else np.asarray(head)
-    with blas_threads(1):  # 256 rows, inside a fit; see Network._stuck
+    with blas_threads(1):  # 256 rows, inside a fit: see _blas.ONE_THREAD_MACS
         return saturated_share(a, coefs, intercepts, len(coefs) - 1)
 
 

@@ -133,14 +133,13 @@ class DaskBackend(Backend):
         checked = check_class_weight(class_weight)
         n_classes = 2 if y.shape[1] == 1 else y.shape[1]
         zero_one = ((y == 0) | (y == 1)).all()  # not da.isin: a NumPy [0, 1] does not mix with CuPy chunks
-        if y.shape[1] == 1:
-            labels, classes = y[:, 0].astype(np.int64), zero_one
+        if y.shape[1] == 1:  # the 0/1 value as an index that is in range whatever y holds (NaN, -1): the
+            labels, classes = (y[:, 0] == 1).astype(np.int64), zero_one  # count then runs beside the check
         else:
             labels, classes = y.argmax(axis=1), zero_one & (y.sum(axis=1) == 1).all()
-        (are_classes,) = _compute(classes)  # first: NaN or negative labels would break the count
+        are_classes, counts = _compute(classes, da.bincount(labels, minlength=n_classes))  # one pass over y
         if not bool(are_classes):
             raise ValueError(NOT_CLASSES_1 if y.shape[1] == 1 else NOT_CLASSES_K)
-        (counts,) = _compute(da.bincount(labels, minlength=n_classes))
         table = class_table(checked, _host(counts), y.shape[0])
         return labels.map_blocks(lambda b: array_namespace(b).asarray(table)[b], dtype=np.float64)
 
